@@ -1,0 +1,13 @@
+"""AInnoFace (arXiv 1905.01585) as a Detectron2 extension.
+
+``import ainnoface_d2`` applies the detectron2 compatibility shims (see :mod:`ainnoface_d2.compat`)
+and fills Detectron2's registries: the backbone, the meta-architecture and the WIDER FACE datasets.
+"""
+from . import compat
+
+compat.apply()
+
+from .config import add_ainnoface_config  # noqa: E402
+
+__all__ = ["add_ainnoface_config"]
+__version__ = "0.1.0"

@@ -1,0 +1,120 @@
+"""``add_ainnoface_config``: every AInnoFace-specific config key, with its default.
+
+Defaults follow SRN's official configuration and the AInnoFace paper (see README.md, "Deviations
+from the papers"). Standard Detectron2 keys (``MODEL.RESNETS``, ``MODEL.FPN``,
+``MODEL.ANCHOR_GENERATOR``, ``SOLVER``, ``TEST``) are set in ``configs/Base-AInnoFace.yaml``, not
+here, so that this function only *adds* keys and never changes Detectron2's own defaults.
+"""
+from detectron2.config import CfgNode as CN
+
+__all__ = ["add_ainnoface_config"]
+
+
+def add_ainnoface_config(cfg):
+    """Add the AInnoFace keys to ``cfg`` (a Detectron2 ``CfgNode``) in place."""
+    _add_model_config(cfg)
+    _add_input_config(cfg)
+    _add_test_config(cfg)
+
+
+def _add_model_config(cfg):
+    cfg.MODEL.AINNOFACE = CN()
+    _A = cfg.MODEL.AINNOFACE
+    # Number of foreground classes (1: face).
+    _A.NUM_CLASSES = 1
+    # Second-step (FPN) features, shallowest first. The matching first-step features are the
+    # backbone's "c2".."c7" (C2-C7 projected to FPN.OUT_CHANNELS by 1x1 convs).
+    _A.IN_FEATURES = ["p2", "p3", "p4", "p5", "p6", "p7"]
+    # Indices into IN_FEATURES of the levels with two-step classification (SRN's STC) ...
+    _A.STC_LEVELS = [0, 1, 2]
+    # ... and of the levels with two-step regression (SRN's STR).
+    _A.STR_LEVELS = [3, 4, 5]
+    # Receptive-field-enhancement block in both subnets (SRN, Sec. 3.3).
+    _A.USE_RFE = True
+    # Width of each of RFE's four branches (SRN: 64, so the concatenation is 256).
+    _A.RFE_BRANCH_CHANNELS = 64
+    # Prior probability of a face used to initialise the classification bias (RetinaNet).
+    _A.PRIOR_PROB = 0.01
+    # First-step matching (STC step 1 and STR step 1): IoU >= 0.7 face, < 0.3 background.
+    _A.STEP1_IOU_THRESHOLDS = [0.3, 0.7]
+    _A.STEP1_IOU_LABELS = [0, -1, 1]
+    # Second-step matching (and one-step levels): IoU >= 0.5 face, < 0.4 background.
+    _A.STEP2_IOU_THRESHOLDS = [0.4, 0.5]
+    _A.STEP2_IOU_LABELS = [0, -1, 1]
+    # Anchors whose first-step background probability exceeds this are removed from the
+    # second step's classification loss (training) and from the candidates (inference).
+    _A.STC_NEG_THRESH = 0.99
+    # Sigmoid focal loss.
+    _A.FOCAL_LOSS_ALPHA = 0.25
+    _A.FOCAL_LOSS_GAMMA = 2.0
+    # Box regression loss: "iou" (UnitBox, -ln IoU; AInnoFace), "giou" or "smooth_l1" (SRN).
+    _A.BBOX_REG_LOSS_TYPE = "iou"
+    _A.SMOOTH_L1_BETA = 0.1
+    _A.BBOX_REG_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
+    # Loss weights: second-step (or one-step) classification and regression, and the first
+    # steps of STC and STR.
+    _A.LOSS_WEIGHT_CLS = 1.0
+    _A.LOSS_WEIGHT_BOX = 1.0
+    _A.LOSS_WEIGHT_STC = 1.0
+    _A.LOSS_WEIGHT_STR = 1.0
+    # Max-out background label (S3FD): number of background logits on MAXOUT_LEVELS; their
+    # max competes with the face logit. 0 disables it.
+    _A.MAXOUT_BG = 3
+    _A.MAXOUT_LEVELS = [0]
+    # Extra backbone levels: C6 = 3x3 stride-2 conv on C5, C7 = 3x3 stride-2 conv on C6.
+    _A.C6_CHANNELS = 1024
+    _A.C7_CHANNELS = 256
+    # Inference: per-level candidates above this score, at most TOPK per level, class-agnostic
+    # NMS; TEST.DETECTIONS_PER_IMAGE detections are kept.
+    _A.SCORE_THRESH_TEST = 0.05
+    _A.TOPK_CANDIDATES_TEST = 1000
+    _A.NMS_THRESH_TEST = 0.4
+
+
+def _add_input_config(cfg):
+    # Training augmentation (SRN / PyramidBox). See ainnoface_d2/data/augmentations.py.
+    cfg.INPUT.FACE = CN()
+    _F = cfg.INPUT.FACE
+    # Side of the square training images.
+    _F.TRAIN_SIZE = 1024
+    # Photometric distortion (brightness delta in pixel values, contrast/saturation factors,
+    # hue delta in degrees), each applied with probability 0.5.
+    _F.PHOTOMETRIC = True
+    _F.BRIGHTNESS_DELTA = 32.0
+    _F.CONTRAST_RANGE = (0.5, 1.5)
+    _F.SATURATION_RANGE = (0.5, 1.5)
+    _F.HUE_DELTA = 18.0
+    # Random expansion onto a mean-filled canvas up to EXPAND_MAX_RATIO times the image side.
+    _F.EXPAND_PROB = 0.5
+    _F.EXPAND_MAX_RATIO = 4.0
+    # SRN-style random square crop, side as a fraction of the shorter image side.
+    _F.CROP_SCALE_RANGE = (0.3, 1.0)
+    # Probability of data-anchor-sampling (PyramidBox) instead of expand + crop.
+    _F.DATA_ANCHOR_SAMPLING_PROB = 0.5
+    _F.FLIP_PROB = 0.5
+    # Faces smaller than this (pixels, shorter side, after resizing) are dropped from targets.
+    _F.MIN_FACE_SIZE = 6.0
+    # Resample a crop this many times when it loses all faces, then fall back to the whole image.
+    _F.MAX_CROP_TRIES = 50
+
+
+def _add_test_config(cfg):
+    # Multi-scale + flip testing with box voting (SRN / S3FD); enabled by TEST.AUG.ENABLED.
+    cfg.TEST.AUG.FACE = CN()
+    _T = cfg.TEST.AUG.FACE
+    # L: images are enlarged up to an area of L^2 (SRN reports L = 2100).
+    _T.MAX_SIDE = 2100
+    # Shrunk copy: scale and the smallest side of the boxes kept from it.
+    _T.SHRINK_SCALE = 0.5
+    _T.SHRINK_KEEP_MIN_SIDE = 30.0
+    # Enlarged copies: scale step (1.5^t) and the largest side of the boxes kept from them.
+    _T.ENLARGE_STEP = 1.5
+    _T.ENLARGE_KEEP_MAX_SIDE = 100.0
+    # Box voting: boxes overlapping at IoU >= VOTE_IOU are merged.
+    _T.VOTE_IOU = 0.5
+    # WIDER FACE evaluator outputs (ainnoface_d2/evaluation/wider_face_evaluation.py).
+    cfg.TEST.WIDER_FACE = CN()
+    # Write predictions in the official submission layout under <output>/wider_face_submission.
+    cfg.TEST.WIDER_FACE.WRITE_SUBMISSION = True
+    # Save the easy/medium/hard precision-recall curves as a PNG.
+    cfg.TEST.WIDER_FACE.PLOT_PR_CURVES = True

@@ -1,0 +1,28 @@
+#!/usr/bin/env python
+"""AInnoFace on Detectron2. Detectron2 itself is installed separately (see README.md):
+it is not on PyPI, and users who built it from source keep their own build."""
+from setuptools import find_packages, setup
+
+setup(
+    name="ainnoface_d2",
+    version="0.1.0",
+    description="AInnoFace face detector (arXiv 1905.01585) as a Detectron2 extension",
+    packages=find_packages(include=["ainnoface_d2", "ainnoface_d2.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "torch>=1.10",
+        "torchvision",
+        "fvcore>=0.1.5,<0.1.6",
+        "iopath>=0.1.7,<0.1.10",
+        "pycocotools>=2.0.2",
+        "opencv-python-headless>=4.5",
+        "numpy",
+        "scipy>=1.7",
+        "matplotlib",
+        "Pillow>=7.1",
+        "scikit-image>=0.19",
+        "tqdm",
+        "tabulate",
+    ],
+    extras_require={"test": ["pytest>=7", "ruff==0.17.6"]},
+)
