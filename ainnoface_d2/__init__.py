@@ -3,11 +3,14 @@
 ``import ainnoface_d2`` applies the detectron2 compatibility shims (see :mod:`ainnoface_d2.compat`)
 and fills Detectron2's registries: the backbone, the meta-architecture and the WIDER FACE datasets.
 """
+
 from . import compat
 
 compat.apply()
 
-from .config import add_ainnoface_config  # noqa: E402
+# Registration imports: the backbone and meta-architecture, the datasets, the evaluator.
+from . import data, modeling  # noqa: E402,F401
+from .config import add_ainnoface_config, get_ainnoface_cfg  # noqa: E402
 
-__all__ = ["add_ainnoface_config"]
+__all__ = ["add_ainnoface_config", "get_ainnoface_cfg"]
 __version__ = "0.1.0"

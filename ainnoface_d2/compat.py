@@ -19,6 +19,7 @@ things on a current stack. Each shim below is applied only where its feature is 
 ainnoface_d2`` calls it first thing, so import ``ainnoface_d2`` before other detectron2 modules.
 :data:`APPLIED` lists the shims that were needed.
 """
+
 import importlib.util
 import sys
 import types

@@ -5,9 +5,12 @@ from the papers"). Standard Detectron2 keys (``MODEL.RESNETS``, ``MODEL.FPN``,
 ``MODEL.ANCHOR_GENERATOR``, ``SOLVER``, ``TEST``) are set in ``configs/Base-AInnoFace.yaml``, not
 here, so that this function only *adds* keys and never changes Detectron2's own defaults.
 """
+
+import os
+
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_ainnoface_config"]
+__all__ = ["add_ainnoface_config", "get_ainnoface_cfg"]
 
 
 def add_ainnoface_config(cfg):
@@ -118,3 +121,30 @@ def _add_test_config(cfg):
     cfg.TEST.WIDER_FACE.WRITE_SUBMISSION = True
     # Save the easy/medium/hard precision-recall curves as a PNG.
     cfg.TEST.WIDER_FACE.PLOT_PR_CURVES = True
+    # Also run Detectron2's COCOEvaluator (pycocotools) for COCO-style AP.
+    cfg.TEST.WIDER_FACE.COCO_EVAL = True
+
+
+def get_ainnoface_cfg(config_file=None, opts=None):
+    """A Detectron2 config with the AInnoFace keys, ``config_file`` and ``opts`` merged in.
+
+    Errors name the file: a missing file, or a key that neither Detectron2 nor AInnoFace defines
+    (usually a typo; yacs' KeyError alone does not say which file it came from).
+    """
+    from detectron2.config import get_cfg
+
+    cfg = get_cfg()
+    add_ainnoface_config(cfg)
+    if config_file:
+        if not os.path.isfile(config_file):
+            raise FileNotFoundError(f"config file not found: {config_file}")
+        try:
+            cfg.merge_from_file(config_file)
+        except KeyError as e:
+            raise KeyError(f"{config_file}: {e.args[0] if e.args else e}") from e
+    if opts:
+        try:
+            cfg.merge_from_list(list(opts))
+        except (KeyError, ValueError, AssertionError) as e:
+            raise type(e)(f"command-line config options {list(opts)}: {e}") from e
+    return cfg

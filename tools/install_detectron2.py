@@ -9,10 +9,11 @@ upstream v0.6's Python code byte for byte, but not ``detectron2/layers/csrc``, s
    source, with its compiled ``detectron2._C``): that installation is used untouched;
 2. otherwise downloads the sdist from the package index that pip is configured to use (PEP 503
    "simple" API; ``pip download`` cannot be used because current pip rejects the sdist's
-   metadata, which names a direct-URL extra), checks its sha256, and installs it with the C++ extension
-   list emptied, the obsolete ``black==21.4b2`` pin dropped (black is only used to pretty-print
-   LazyConfig files, and that version does not run on current Python), and the model-zoo configs
-   moved to where its ``setup.py`` looks for them, so that ``detectron2.model_zoo`` works.
+   metadata, which names a direct-URL extra), checks its sha256, and installs it with the C++
+   extension list emptied, the obsolete ``black==21.4b2`` pin dropped (black is only used to
+   pretty-print LazyConfig files, and that version does not run on current Python), and the
+   model-zoo configs moved to where its ``setup.py`` looks for them (so that
+   ``detectron2.model_zoo`` works).
 
 What the compiled ops would have provided (rotated boxes, deformable convolution, the fast
 COCOeval) is not used by AInnoFace; ``ainnoface_d2.compat`` makes the missing pieces fail with a
@@ -20,6 +21,7 @@ clear message instead of an ImportError at import time.
 
 Usage: python tools/install_detectron2.py [--force]
 """
+
 import argparse
 import hashlib
 import importlib.util
@@ -99,8 +101,10 @@ def main():
     if not args.force and importlib.util.find_spec("detectron2") is not None:
         import detectron2
 
-        print(f"detectron2 {detectron2.__version__} already installed at "
-              f"{os.path.dirname(detectron2.__file__)}; leaving it untouched")
+        print(
+            f"detectron2 {detectron2.__version__} already installed at "
+            f"{os.path.dirname(detectron2.__file__)}; leaving it untouched"
+        )
         return
     if importlib.util.find_spec("torch") is None:
         sys.exit("install torch first: detectron2's setup.py imports it")
@@ -118,8 +122,9 @@ def main():
         # The sdist keeps the model-zoo configs inside the package, where setup.py's
         # get_model_zoo_configs() does not look; move them to the top-level configs/ it expects
         # (as in a git checkout) so they are installed as package data.
-        os.replace(os.path.join(src, "detectron2", "model_zoo", "configs"),
-                   os.path.join(src, "configs"))
+        os.replace(
+            os.path.join(src, "detectron2", "model_zoo", "configs"), os.path.join(src, "configs")
+        )
         pip("install", "--no-build-isolation", "-q", src)
 
 

@@ -1,0 +1,339 @@
+"""The AInnoFace meta-architecture: RetinaNet-style one-stage detector with SRN's two steps.
+
+AInnoFace (arXiv 1905.01585) = RetinaNet + SRN (arXiv 1809.02693) + UnitBox IoU loss + S3FD max-out
+background label. Per pyramid level (P2-P7, anchors 2S and 2*sqrt(2)*S, aspect 1.25):
+
+* **STC** (two-step classification, SRN Sec. 3.1) on the shallow levels: step 1 classifies the
+  anchors on the C-features with matching thresholds 0.7 / 0.3; anchors it calls background with
+  probability > ``stc_neg_thresh`` (0.99) are excluded from step 2's classification loss in
+  training and from the candidates at inference. Step 2 classifies on the P-features (0.5 / 0.4).
+* **STR** (two-step regression, SRN Sec. 3.2) on the deep levels: step 1 regresses the anchors
+  from the C-features; step 2 matches and regresses from the refined anchors (detached).
+* Other levels are one-step (step 2 only).
+
+Losses (SRN Eq. 1-2 with AInnoFace's regression loss): sigmoid focal loss for classification,
+``-ln IoU`` for regression, each term normalised by its number of positive anchors (an EMA, as
+Detectron2's RetinaNet does) and weighted from the config. Loss names: ``loss_cls_stc``,
+``loss_box_str`` (step 1), ``loss_cls``, ``loss_box`` (step 2).
+"""
+
+import logging
+from typing import Dict, List, Tuple
+
+import torch
+import torch.nn.functional as F
+from detectron2.config import configurable
+from detectron2.layers import cat
+from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
+from detectron2.modeling.anchor_generator import build_anchor_generator
+from detectron2.modeling.box_regression import Box2BoxTransform
+from detectron2.modeling.matcher import Matcher
+from detectron2.modeling.meta_arch.dense_detector import DenseDetector, permute_to_N_HWA_K
+from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
+from detectron2.utils.events import get_event_storage
+from fvcore.nn import sigmoid_focal_loss_jit
+from torch import Tensor, nn
+from torchvision.ops import nms
+
+from .head import AInnoFaceHead
+from .losses import box_regression_loss
+
+__all__ = ["AInnoFace"]
+
+logger = logging.getLogger(__name__)
+
+
+@META_ARCH_REGISTRY.register()
+class AInnoFace(DenseDetector):
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone,
+        head: nn.Module,
+        head_in_features: List[str],
+        anchor_generator,
+        box2box_transform: Box2BoxTransform,
+        step1_matcher: Matcher,
+        step2_matcher: Matcher,
+        num_classes: int,
+        stc_levels: List[int],
+        str_levels: List[int],
+        stc_neg_thresh: float = 0.99,
+        focal_loss_alpha: float = 0.25,
+        focal_loss_gamma: float = 2.0,
+        box_reg_loss_type: str = "iou",
+        smooth_l1_beta: float = 0.1,
+        loss_weights: Dict[str, float] = None,
+        test_score_thresh: float = 0.05,
+        test_topk_candidates: int = 1000,
+        test_nms_thresh: float = 0.4,
+        max_detections_per_image: int = 750,
+        pixel_mean,
+        pixel_std,
+        input_format: str = "RGB",
+    ):
+        """
+        Args:
+            head_in_features: the C-features of every level, then the P-features of every level.
+            step1_matcher / step2_matcher: anchor labelling of the first / second step.
+            stc_levels / str_levels: level indices with two-step classification / regression.
+            stc_neg_thresh: step-1 background probability above which STC drops an anchor.
+            loss_weights: weights of "loss_cls_stc", "loss_box_str", "loss_cls", "loss_box".
+        Other arguments are as in Detectron2's RetinaNet.
+        """
+        super().__init__(
+            backbone, head, head_in_features, pixel_mean=pixel_mean, pixel_std=pixel_std
+        )
+        self.num_levels = len(head_in_features) // 2
+        if len(head_in_features) != 2 * self.num_levels:
+            raise ValueError(f"head_in_features must be C-levels + P-levels: {head_in_features}")
+        for name, levels in (("STC_LEVELS", stc_levels), ("STR_LEVELS", str_levels)):
+            if any(not 0 <= i < self.num_levels for i in levels) or len(set(levels)) != len(levels):
+                raise ValueError(f"MODEL.AINNOFACE.{name}={levels}: need distinct level indices")
+        self.anchor_generator = anchor_generator
+        self.box2box_transform = box2box_transform
+        self.step1_matcher = step1_matcher
+        self.step2_matcher = step2_matcher
+        self.num_classes = num_classes
+        self.stc_levels = list(stc_levels)
+        self.str_levels = list(str_levels)
+        self.stc_neg_thresh = stc_neg_thresh
+        self.focal_loss_alpha = focal_loss_alpha
+        self.focal_loss_gamma = focal_loss_gamma
+        self.box_reg_loss_type = box_reg_loss_type
+        self.smooth_l1_beta = smooth_l1_beta
+        self.loss_weights = {"loss_cls_stc": 1.0, "loss_box_str": 1.0, "loss_cls": 1.0}
+        self.loss_weights.update({"loss_box": 1.0, **(loss_weights or {})})
+        self.test_score_thresh = test_score_thresh
+        self.test_topk_candidates = test_topk_candidates
+        self.test_nms_thresh = test_nms_thresh
+        self.max_detections_per_image = max_detections_per_image
+        self.input_format = input_format
+        self._anchor_cache: Dict[Tuple, List[Boxes]] = {}
+
+    @classmethod
+    def from_config(cls, cfg):
+        a = cfg.MODEL.AINNOFACE
+        backbone = build_backbone(cfg)
+        shapes = backbone.output_shape()
+        p_features = list(a.IN_FEATURES)
+        c_features = ["c" + f[1:] for f in p_features]
+        missing = [f for f in c_features + p_features if f not in shapes]
+        if missing:
+            raise ValueError(f"backbone {cfg.MODEL.BACKBONE.NAME} lacks features {missing}")
+        feature_shapes = [shapes[f] for f in p_features]
+        return {
+            "backbone": backbone,
+            "head": AInnoFaceHead(cfg, feature_shapes),
+            "head_in_features": c_features + p_features,
+            "anchor_generator": build_anchor_generator(cfg, feature_shapes),
+            "box2box_transform": Box2BoxTransform(weights=a.BBOX_REG_WEIGHTS),
+            "step1_matcher": Matcher(
+                a.STEP1_IOU_THRESHOLDS, a.STEP1_IOU_LABELS, allow_low_quality_matches=True
+            ),
+            "step2_matcher": Matcher(
+                a.STEP2_IOU_THRESHOLDS, a.STEP2_IOU_LABELS, allow_low_quality_matches=True
+            ),
+            "num_classes": a.NUM_CLASSES,
+            "stc_levels": a.STC_LEVELS,
+            "str_levels": a.STR_LEVELS,
+            "stc_neg_thresh": a.STC_NEG_THRESH,
+            "focal_loss_alpha": a.FOCAL_LOSS_ALPHA,
+            "focal_loss_gamma": a.FOCAL_LOSS_GAMMA,
+            "box_reg_loss_type": a.BBOX_REG_LOSS_TYPE,
+            "smooth_l1_beta": a.SMOOTH_L1_BETA,
+            "loss_weights": {
+                "loss_cls_stc": a.LOSS_WEIGHT_STC,
+                "loss_box_str": a.LOSS_WEIGHT_STR,
+                "loss_cls": a.LOSS_WEIGHT_CLS,
+                "loss_box": a.LOSS_WEIGHT_BOX,
+            },
+            "test_score_thresh": a.SCORE_THRESH_TEST,
+            "test_topk_candidates": a.TOPK_CANDIDATES_TEST,
+            "test_nms_thresh": a.NMS_THRESH_TEST,
+            "max_detections_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "input_format": cfg.INPUT.FORMAT,
+        }
+
+    # ------------------------------------------------------------------ anchors
+    def anchors(self, p_features: List[Tensor]) -> List[Boxes]:
+        """Anchors of every level, cached per feature-map size (inputs repeat their sizes)."""
+        key = (str(p_features[0].device),) + tuple(tuple(f.shape[-2:]) for f in p_features)
+        anchors = self._anchor_cache.get(key)
+        if anchors is None:
+            if len(self._anchor_cache) >= 32:
+                self._anchor_cache.clear()
+            anchors = self.anchor_generator(p_features)
+            self._anchor_cache[key] = anchors
+        return anchors
+
+    def _level_slices(self, anchors: List[Boxes]) -> List[slice]:
+        ends = torch.tensor([len(a) for a in anchors]).cumsum(0).tolist()
+        return [slice(e - len(a), e) for e, a in zip(ends, anchors)]
+
+    def _refine(self, step1_deltas: List[Tensor], anchors: List[Boxes]) -> List[Tensor]:
+        """Step-1 refined anchors of the STR levels, (N, R_l, 4) each, without gradient."""
+        refined = []
+        for deltas, lvl in zip(step1_deltas, self.str_levels):
+            n, r, _ = deltas.shape
+            a = anchors[lvl].tensor.unsqueeze(0).expand(n, r, 4).reshape(-1, 4)
+            boxes = self.box2box_transform.apply_deltas(deltas.detach().reshape(-1, 4), a)
+            refined.append(boxes.view(n, r, 4))
+        return refined
+
+    # ------------------------------------------------------------------ training
+    def forward_training(self, images: ImageList, features, predictions, gt_instances):
+        k = self.num_classes
+        step1_logits, step2_logits, step1_deltas, step2_deltas = predictions
+        step1_logits = [permute_to_N_HWA_K(x, k) for x in step1_logits]
+        step2_logits = [permute_to_N_HWA_K(x, k) for x in step2_logits]
+        step1_deltas = [permute_to_N_HWA_K(x, 4) for x in step1_deltas]
+        step2_deltas = [permute_to_N_HWA_K(x, 4) for x in step2_deltas]
+
+        anchors = self.anchors(features[self.num_levels :])
+        slices = self._level_slices(anchors)
+        refined = self._refine(step1_deltas, anchors)
+        labels1, boxes1, labels2, boxes2 = self.label_anchors(anchors, refined, gt_instances)
+        # Step-2 anchors: the refined ones on STR levels, the original ones elsewhere.
+        n = len(gt_instances)
+        anchors2 = Boxes.cat(anchors).tensor.unsqueeze(0).repeat(n, 1, 1)
+        for lvl, r in zip(self.str_levels, refined):
+            anchors2[:, slices[lvl]] = r
+
+        storage = get_event_storage()
+        losses = {}
+        if self.stc_levels:
+            lab = cat([labels1[:, slices[i]] for i in self.stc_levels], dim=1)
+            logits1 = cat(step1_logits, dim=1)
+            losses["loss_cls_stc"] = self._cls_loss(logits1, lab, lab >= 0, "stc")
+        if self.str_levels:
+            lab = cat([labels1[:, slices[i]] for i in self.str_levels], dim=1)
+            gt = cat([boxes1[:, slices[i]] for i in self.str_levels], dim=1)
+            a = cat([anchors[i].tensor for i in self.str_levels]).unsqueeze(0).expand_as(gt)
+            losses["loss_box_str"] = self._box_loss(a, cat(step1_deltas, 1), gt, lab, "str")
+
+        valid2 = labels2 >= 0
+        if self.stc_levels:
+            # STC: anchors that step 1 confidently calls background leave step 2's cls loss.
+            keep = self._stc_keep(step1_logits)
+            for i, kp in zip(self.stc_levels, keep):
+                valid2[:, slices[i]] &= kp
+            storage.put_scalar("stc_kept_fraction", float(valid2.float().mean()))
+        losses["loss_cls"] = self._cls_loss(cat(step2_logits, dim=1), labels2, valid2, "cls")
+        losses["loss_box"] = self._box_loss(anchors2, cat(step2_deltas, 1), boxes2, labels2, "box")
+        return {name: loss * self.loss_weights[name] for name, loss in losses.items()}
+
+    def _stc_keep(self, step1_logits: List[Tensor]) -> List[Tensor]:
+        """Per STC level, (N, R_l) masks of anchors whose step-1 face probability is high enough."""
+        min_face_prob = 1.0 - self.stc_neg_thresh
+        return [x.detach().sigmoid().amax(dim=2) > min_face_prob for x in step1_logits]
+
+    def _normalizer(self, name: str, num_pos: Tensor) -> float:
+        num_pos = num_pos.item()
+        get_event_storage().put_scalar(f"num_pos_anchors_{name}", num_pos / self._num_images)
+        return self._ema_update(f"loss_normalizer_{name}", max(num_pos, 1), 100)
+
+    def _cls_loss(self, logits: Tensor, labels: Tensor, valid: Tensor, name: str) -> Tensor:
+        pos = valid & (labels != self.num_classes)
+        self._num_images = labels.shape[0]
+        normalizer = self._normalizer(name, pos.sum())
+        target = F.one_hot(labels[valid], num_classes=self.num_classes + 1)[:, :-1]
+        loss = sigmoid_focal_loss_jit(
+            logits[valid],
+            target.to(logits.dtype),
+            alpha=self.focal_loss_alpha,
+            gamma=self.focal_loss_gamma,
+            reduction="sum",
+        )
+        return loss / normalizer
+
+    def _box_loss(self, anchors, deltas, gt_boxes, labels, name) -> Tensor:
+        pos = (labels >= 0) & (labels != self.num_classes)
+        self._num_images = labels.shape[0]
+        normalizer = self._normalizer(name, pos.sum())
+        loss = box_regression_loss(
+            self.box_reg_loss_type,
+            self.box2box_transform,
+            anchors[pos],
+            deltas[pos],
+            gt_boxes[pos],
+            self.smooth_l1_beta,
+        )
+        return loss / normalizer
+
+    @torch.no_grad()
+    def label_anchors(self, anchors: List[Boxes], refined: List[Tensor], gt_instances):
+        """Label every anchor for both steps.
+
+        Step 1 matches the original anchors (STEP1 thresholds). Step 2 matches the original
+        anchors on non-STR levels and the step-1 refined anchors on STR levels (STEP2
+        thresholds), all levels jointly, so each face is matched where it fits best.
+
+        Returns:
+            labels1, labels2 (N, R) int64: class index for faces, ``num_classes`` for
+                background, -1 for ignored anchors.
+            boxes1, boxes2 (N, R, 4): matched ground-truth boxes (meaningful for faces only).
+        """
+        all_anchors = Boxes.cat(anchors)
+        slices = self._level_slices(anchors)
+        out = ([], [], [], [])
+        for img, gt in enumerate(gt_instances):
+            iou = pairwise_iou(gt.gt_boxes, all_anchors)
+            match1 = self.step1_matcher(iou)
+            for lvl, r in zip(self.str_levels, refined):
+                iou[:, slices[lvl]] = pairwise_iou(gt.gt_boxes, Boxes(r[img]))
+            match2 = self.step2_matcher(iou)
+            del iou
+            for (matched_idxs, anchor_labels), labels_out, boxes_out in (
+                (match1, out[0], out[1]),
+                (match2, out[2], out[3]),
+            ):
+                if len(gt) > 0:
+                    boxes = gt.gt_boxes.tensor[matched_idxs]
+                    labels = gt.gt_classes[matched_idxs].clone()
+                    labels[anchor_labels == 0] = self.num_classes
+                    labels[anchor_labels == -1] = -1
+                else:
+                    boxes = torch.zeros_like(all_anchors.tensor)
+                    labels = torch.full_like(matched_idxs, self.num_classes)
+                labels_out.append(labels)
+                boxes_out.append(boxes)
+        return tuple(torch.stack(x) for x in out)
+
+    # ------------------------------------------------------------------ inference
+    def forward_inference(self, images: ImageList, features, predictions):
+        k = self.num_classes
+        step1_logits, step2_logits, step1_deltas, step2_deltas = predictions
+        step1_logits = [permute_to_N_HWA_K(x, k) for x in step1_logits]
+        step2_logits = [permute_to_N_HWA_K(x, k) for x in step2_logits]
+        step1_deltas = [permute_to_N_HWA_K(x, 4) for x in step1_deltas]
+        step2_deltas = [permute_to_N_HWA_K(x, 4) for x in step2_deltas]
+        anchors = self.anchors(features[self.num_levels :])
+        refined = dict(zip(self.str_levels, self._refine(step1_deltas, anchors)))
+        stc_keep = dict(zip(self.stc_levels, self._stc_keep(step1_logits)))
+
+        results: List[Instances] = []
+        for img, image_size in enumerate(images.image_sizes):
+            per_level = []
+            for lvl in range(self.num_levels):
+                scores = step2_logits[lvl][img].sigmoid()
+                if lvl in stc_keep:
+                    scores = scores * stc_keep[lvl][img].unsqueeze(1)
+                lvl_anchors = Boxes(refined[lvl][img]) if lvl in refined else anchors[lvl]
+                per_level.append(
+                    self._decode_per_level_predictions(
+                        lvl_anchors,
+                        scores,
+                        step2_deltas[lvl][img],
+                        self.test_score_thresh,
+                        self.test_topk_candidates,
+                        image_size,
+                    )
+                )
+            pred = Instances.cat(per_level)
+            keep = nms(pred.pred_boxes.tensor, pred.scores, self.test_nms_thresh)
+            results.append(pred[keep[: self.max_detections_per_image]])
+        return results
