@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """AInnoFace on Detectron2. Detectron2 itself is installed separately (see README.md):
 it is not on PyPI, and users who built it from source keep their own build."""
+
 from setuptools import find_packages, setup
 
 setup(

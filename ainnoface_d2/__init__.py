@@ -9,8 +9,9 @@ from . import compat
 compat.apply()
 
 # Registration imports: the backbone and meta-architecture, the datasets, the evaluator.
-from . import data, modeling  # noqa: E402,F401
+from . import data, evaluation, modeling  # noqa: E402,F401
 from .config import add_ainnoface_config, get_ainnoface_cfg  # noqa: E402
+from .predictor import FaceDetector  # noqa: E402
 
-__all__ = ["add_ainnoface_config", "get_ainnoface_cfg"]
+__all__ = ["FaceDetector", "add_ainnoface_config", "get_ainnoface_cfg"]
 __version__ = "0.1.0"

@@ -9,11 +9,16 @@ from .head import AInnoFaceHead
 from .losses import box_regression_loss, iou_loss
 from .meta_arch import AInnoFace
 from .rfe import RFE
+from .tta import AInnoFaceWithTTA, TTACopy, box_voting, face_tta_copies
 
 __all__ = [
     "AInnoFace",
     "AInnoFaceFPN",
     "AInnoFaceHead",
+    "AInnoFaceWithTTA",
+    "TTACopy",
+    "box_voting",
+    "face_tta_copies",
     "RFE",
     "box_regression_loss",
     "build_ainnoface_resnet_fpn_backbone",

@@ -1,0 +1,734 @@
+"""Training augmentation for face detection (SRN / S3FD / PyramidBox), as Detectron2 augmentations.
+
+The chain the mapper (:mod:`ainnoface_d2.data.mapper`) builds from ``cfg.INPUT.FACE``:
+
+1. :class:`PhotometricDistortion` -- SSD's photometric distortion: brightness, contrast (before or
+   after the colour steps, at random), saturation and hue, each with probability 0.5, on a float
+   image clipped to [0, 255].
+2. :class:`FaceSampling` -- with probability ``DATA_ANCHOR_SAMPLING_PROB``,
+   :class:`DataAnchorSampling` (PyramidBox, Tang et al., ECCV 2018, arXiv 1803.07737; used
+   by AInnoFace);
+   otherwise :class:`RandomExpand` (SSD's zoom-out onto a mean-filled canvas) followed by
+   :class:`RandomFaceCrop` (SRN's random square crop keeping the faces whose centre it contains).
+3. :class:`RandomHFlip`, then :class:`ResizeSquare` to ``TRAIN_SIZE`` x ``TRAIN_SIZE``.
+
+Every geometric step returns standard Detectron2/fvcore ``Transform`` objects (``CropTransform``,
+``ResizeTransform``, ``HFlipTransform``) or :class:`CropPadTransform` (a crop window that may
+extend past the image, filled with the pixel mean), so boxes follow through ``apply_box``.
+
+Speed: applied one by one, these transforms would build a canvas up to 4x the image side
+(expansion) and, for data-anchor-sampling, up-scale the whole image by up to ~16x before
+cropping. :class:`LazyAugInput` is an ``AugInput`` that transforms the boxes at once but only
+records the image transforms; :func:`render_transforms` then composes the axis-aligned
+crop / pad / resize / flip steps into one scale-and-offset map and renders only the visible
+source window with OpenCV (an area-average shrink where it down-scales, then one bilinear warp).
+The pixel-wise photometric distortion is applied to that source window only, which is the same
+as applying it to the whole image first, as SSD does.
+"""
+
+import logging
+import math
+
+import cv2
+import numpy as np
+from detectron2.data.transforms import AugInput, Augmentation, ResizeTransform
+from fvcore.transforms.transform import (
+    CropTransform,
+    HFlipTransform,
+    NoOpTransform,
+    PadTransform,
+    Transform,
+    TransformList,
+    VFlipTransform,
+)
+
+__all__ = [
+    "PhotometricDistortTransform",
+    "CropPadTransform",
+    "PhotometricDistortion",
+    "RandomExpand",
+    "RandomFaceCrop",
+    "DataAnchorSampling",
+    "FaceSampling",
+    "RandomHFlip",
+    "ResizeSquare",
+    "LazyAugInput",
+    "render_transforms",
+]
+
+logger = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------------------------
+# Transforms
+# ----------------------------------------------------------------------------------------------
+class PhotometricDistortTransform(Transform):
+    """SSD-style photometric distortion with fixed parameters (sampled by
+    :class:`PhotometricDistortion`). Pixel-wise: boxes are unchanged.
+
+    Args:
+        brightness (float or None): added to every channel.
+        contrast (float or None): every channel is multiplied by it.
+        contrast_first (bool): apply brightness and contrast before the colour steps (else
+            brightness first, contrast last).
+        saturation (float or None): the HSV saturation is multiplied by it (clipped to [0, 1]).
+        hue (float or None): degrees added to the HSV hue (wrapping around).
+        channel_order (str or None): "RGB" or "BGR"; None (e.g. grayscale) skips the colour steps.
+    """
+
+    pixelwise = True  # lets render_transforms apply it to the visible source window only
+
+    def __init__(
+        self,
+        brightness=None,
+        contrast=None,
+        contrast_first=True,
+        saturation=None,
+        hue=None,
+        channel_order="BGR",
+    ):
+        super().__init__()
+        if channel_order is None:
+            saturation = hue = None
+        elif channel_order not in ("RGB", "BGR"):
+            raise ValueError(f"channel_order must be 'RGB', 'BGR' or None, got {channel_order!r}")
+        self._set_attributes(locals())
+
+    def apply_image(self, img):
+        dtype = img.dtype
+        x = img.astype(np.float32)
+        if self.contrast_first:
+            x = self._brightness_contrast(x, self.brightness, self.contrast)
+        else:
+            x = self._brightness_contrast(x, self.brightness, None)
+        if self.saturation is not None or self.hue is not None:
+            to_hsv, from_hsv = (
+                (cv2.COLOR_RGB2HSV, cv2.COLOR_HSV2RGB)
+                if self.channel_order == "RGB"
+                else (cv2.COLOR_BGR2HSV, cv2.COLOR_HSV2BGR)
+            )
+            # Float HSV in OpenCV: H in degrees [0, 360), S in [0, 1], V on the input's scale;
+            # HSV2RGB wraps H itself, so the hue shift needs no modulo.
+            hsv = cv2.cvtColor(x, to_hsv)
+            if self.saturation is not None:
+                s = hsv[..., 1]
+                np.multiply(s, self.saturation, out=s)
+                np.minimum(s, 1.0, out=s)
+            if self.hue is not None:
+                hsv[..., 0] += self.hue
+            x = cv2.cvtColor(hsv, from_hsv)
+            np.clip(x, 0.0, 255.0, out=x)
+        if not self.contrast_first:
+            x = self._brightness_contrast(x, None, self.contrast)
+        if dtype == np.uint8:
+            return np.rint(x, out=x).astype(np.uint8)
+        return x.astype(dtype, copy=False)
+
+    @staticmethod
+    def _brightness_contrast(x, brightness, contrast):
+        if brightness is None and contrast is None:
+            return x
+        if brightness is not None:
+            x += brightness
+            if contrast is not None:
+                # SSD clips nothing in between; clipping here keeps every step in [0, 255].
+                np.clip(x, 0.0, 255.0, out=x)
+        if contrast is not None:
+            x *= contrast
+        np.clip(x, 0.0, 255.0, out=x)
+        return x
+
+    def apply_coords(self, coords):
+        return coords
+
+    def apply_segmentation(self, segmentation):
+        return segmentation
+
+    def inverse(self):
+        return NoOpTransform()
+
+
+class CropPadTransform(Transform):
+    """Take the window ``[x0, x0 + w) x [y0, y0 + h)`` of the image; parts of the window outside
+    the image are filled with ``fill`` (one value per channel, e.g. the pixel mean). With negative
+    offsets and a window larger than the image this is SSD's expansion; inside the image it is a
+    crop.
+
+    Args:
+        x0, y0 (int): top-left corner of the window in image coordinates (may be negative).
+        w, h (int): window size (the output size).
+        orig_w, orig_h (int): size of the input image.
+        fill (float or sequence of float): fill value, a scalar or one per channel.
+    """
+
+    def __init__(self, x0, y0, w, h, orig_w, orig_h, fill=0.0):
+        super().__init__()
+        x0, y0, w, h, orig_w, orig_h = (int(v) for v in (x0, y0, w, h, orig_w, orig_h))
+        if w <= 0 or h <= 0:
+            raise ValueError(f"CropPadTransform window must be non-empty, got w={w}, h={h}")
+        fill = np.asarray(fill, dtype=np.float64).reshape(-1)
+        self._set_attributes(locals())
+
+    def apply_image(self, img):
+        assert img.shape[:2] == (self.orig_h, self.orig_w), (img.shape, self.orig_h, self.orig_w)
+        out = np.empty((self.h, self.w) + img.shape[2:], dtype=img.dtype)
+        out[...] = _fill_for(self.fill, img)
+        sx0, sx1 = max(self.x0, 0), min(self.x0 + self.w, self.orig_w)
+        sy0, sy1 = max(self.y0, 0), min(self.y0 + self.h, self.orig_h)
+        if sx0 < sx1 and sy0 < sy1:
+            out[sy0 - self.y0 : sy1 - self.y0, sx0 - self.x0 : sx1 - self.x0] = img[
+                sy0:sy1, sx0:sx1
+            ]
+        return out
+
+    def apply_coords(self, coords):
+        coords[:, 0] -= self.x0
+        coords[:, 1] -= self.y0
+        return coords
+
+    def apply_segmentation(self, segmentation):
+        return CropPadTransform(
+            self.x0, self.y0, self.w, self.h, self.orig_w, self.orig_h, fill=0
+        ).apply_image(segmentation)
+
+    def inverse(self):
+        return CropPadTransform(-self.x0, -self.y0, self.orig_w, self.orig_h, self.w, self.h, 0)
+
+
+def _fill_for(fill, img):
+    """``fill`` broadcastable to ``img``'s last axis, in its dtype."""
+    fill = np.asarray(fill, dtype=np.float64).reshape(-1)
+    channels = img.shape[2] if img.ndim == 3 else 1
+    if fill.size not in (1, channels):
+        raise ValueError(f"fill has {fill.size} values but the image has {channels} channels")
+    if img.dtype == np.uint8:
+        fill = np.clip(np.rint(fill), 0, 255)
+    if img.ndim == 2:
+        fill = fill[:1]
+    return fill.astype(img.dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# Augmentations
+# ----------------------------------------------------------------------------------------------
+class _ShapeAugmentation(Augmentation):
+    """An augmentation that needs only the image size and the boxes.
+
+    ``get_transform(image, boxes)`` works with any ``AugInput``; ``__call__`` reads
+    ``aug_input.image_shape`` when the input has it (:class:`LazyAugInput`), so that sampling
+    parameters does not force the pending image transforms to be rendered.
+    """
+
+    def _sample(self, height, width, boxes):
+        raise NotImplementedError
+
+    def get_transform(self, image, boxes=None):
+        return self._sample(image.shape[0], image.shape[1], _as_boxes(boxes))
+
+    def __call__(self, aug_input):
+        shape = getattr(aug_input, "image_shape", None)
+        if shape is None:
+            shape = aug_input.image.shape
+        tfm = self._sample(shape[0], shape[1], _as_boxes(getattr(aug_input, "boxes", None)))
+        aug_input.transform(tfm)
+        return tfm
+
+
+def _as_boxes(boxes):
+    if boxes is None:
+        return np.zeros((0, 4), dtype=np.float64)
+    return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+
+
+def _uniform(low, high):
+    return float(np.random.uniform(low, high))
+
+
+class PhotometricDistortion(Augmentation):
+    """Samples a :class:`PhotometricDistortTransform`: each of brightness (delta uniform in
+    [-brightness_delta, brightness_delta]), contrast, saturation (factors uniform in the ranges)
+    and hue (delta uniform in [-hue_delta, hue_delta] degrees) with probability ``prob``; contrast
+    goes before or after the colour steps with probability 0.5 (SSD)."""
+
+    def __init__(
+        self,
+        brightness_delta=32.0,
+        contrast_range=(0.5, 1.5),
+        saturation_range=(0.5, 1.5),
+        hue_delta=18.0,
+        channel_order="BGR",
+        prob=0.5,
+    ):
+        super().__init__()
+        self._init(locals())
+
+    def get_transform(self):
+        def maybe(sample):
+            return sample() if np.random.rand() < self.prob else None
+
+        brightness = maybe(lambda: _uniform(-self.brightness_delta, self.brightness_delta))
+        contrast_first = bool(np.random.rand() < 0.5)
+        contrast = maybe(lambda: _uniform(*self.contrast_range))
+        saturation = maybe(lambda: _uniform(*self.saturation_range))
+        hue = maybe(lambda: _uniform(-self.hue_delta, self.hue_delta))
+        if self.channel_order is None:
+            saturation = hue = None
+        if all(v is None for v in (brightness, contrast, saturation, hue)):
+            return NoOpTransform()
+        return PhotometricDistortTransform(
+            brightness, contrast, contrast_first, saturation, hue, self.channel_order
+        )
+
+
+class RandomExpand(_ShapeAugmentation):
+    """With probability ``prob``, place the image at a random position on a canvas ``ratio``
+    times its size (ratio uniform in [1, max_ratio]) filled with ``fill`` (SSD's zoom-out)."""
+
+    def __init__(self, prob=0.5, max_ratio=4.0, fill=0.0):
+        super().__init__()
+        if max_ratio < 1:
+            raise ValueError(f"max_ratio must be >= 1, got {max_ratio}")
+        self._init(locals())
+
+    def _sample(self, height, width, boxes):
+        if self.max_ratio <= 1 or np.random.rand() >= self.prob:
+            return NoOpTransform()
+        ratio = _uniform(1.0, self.max_ratio)
+        new_w, new_h = int(width * ratio), int(height * ratio)
+        left = np.random.randint(0, new_w - width + 1)
+        top = np.random.randint(0, new_h - height + 1)
+        return CropPadTransform(-left, -top, new_w, new_h, width, height, self.fill)
+
+
+def _kept_by_window(boxes, x0, y0, w, h, scale, min_size):
+    """Boxes whose centre lies in the window and that, clipped to it and multiplied by
+    ``scale``, have a shorter side >= min_size."""
+    cx = (boxes[:, 0] + boxes[:, 2]) * 0.5
+    cy = (boxes[:, 1] + boxes[:, 3]) * 0.5
+    inside = (cx >= x0) & (cx <= x0 + w) & (cy >= y0) & (cy <= y0 + h)
+    cw = np.minimum(boxes[:, 2], x0 + w) - np.maximum(boxes[:, 0], x0)
+    ch = np.minimum(boxes[:, 3], y0 + h) - np.maximum(boxes[:, 1], y0)
+    return inside & (np.minimum(cw, ch) * scale >= min_size)
+
+
+class RandomFaceCrop(_ShapeAugmentation):
+    """SRN's random square crop: side = uniform(scale_range) x the shorter image side, at a
+    uniformly random position. A crop is accepted when it keeps at least one face, i.e. a box
+    whose centre it contains and whose clipped shorter side, after the final resize of the crop
+    to ``output_size``, is at least ``min_face_size``. After ``max_tries`` rejected crops the
+    image is left uncropped (a warning-free fallback: the sample stays valid). Images without
+    boxes take the first crop.
+    """
+
+    def __init__(self, scale_range=(0.3, 1.0), max_tries=50, output_size=None, min_face_size=0.0):
+        super().__init__()
+        lo, hi = scale_range
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"scale_range must satisfy 0 < low <= high <= 1, got {scale_range}")
+        self._init(locals())
+
+    def _sample(self, height, width, boxes):
+        short = min(height, width)
+        for _ in range(max(1, self.max_tries)):
+            side = max(1, int(_uniform(*self.scale_range) * short))
+            x0 = np.random.randint(0, width - side + 1)
+            y0 = np.random.randint(0, height - side + 1)
+            if len(boxes) == 0:
+                return CropTransform(x0, y0, side, side, width, height)
+            scale = self.output_size / side if self.output_size else 1.0
+            if _kept_by_window(boxes, x0, y0, side, side, scale, self.min_face_size).any():
+                return CropTransform(x0, y0, side, side, width, height)
+        return NoOpTransform()
+
+
+class DataAnchorSampling(_ShapeAugmentation):
+    """PyramidBox's data-anchor-sampling (Tang et al., ECCV 2018) for a detector with anchor
+    sizes ``anchor_sizes`` (ascending, one per pyramid level).
+
+    Pick a face at random, of size s = sqrt(w h); let i be the index of the anchor size nearest
+    s; pick j uniformly from {0, ..., min(L - 1, i + 1)}; draw a target size uniformly in
+    [anchor_sizes[j] / 2, 2 anchor_sizes[j]]; resize the image by target / s and take a
+    ``crop_size`` x ``crop_size`` window containing that face, inside the resized image where it
+    is large enough, else covering it whole with ``fill`` around it.
+
+    Returns ``TransformList([ResizeTransform, CropPadTransform])``. Images without boxes get
+    ``NoOpTransform`` (:class:`FaceSampling` sends them to the crop path instead).
+    """
+
+    def __init__(self, anchor_sizes, crop_size, fill=0.0):
+        super().__init__()
+        anchor_sizes = tuple(sorted(float(a) for a in anchor_sizes))
+        if not anchor_sizes or anchor_sizes[0] <= 0:
+            raise ValueError(f"anchor_sizes must be positive, got {anchor_sizes}")
+        self._init(locals())
+
+    def _sample(self, height, width, boxes):
+        sides = np.sqrt(
+            np.clip(boxes[:, 2] - boxes[:, 0], 0, None)
+            * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+        )
+        candidates = np.nonzero(sides > 0)[0]
+        if len(candidates) == 0:
+            return NoOpTransform()
+        k = candidates[np.random.randint(len(candidates))]
+        face_side = sides[k]
+        sizes = np.asarray(self.anchor_sizes)
+        i = int(np.argmin(np.abs(sizes - face_side)))
+        j = np.random.randint(0, min(len(sizes) - 1, i + 1) + 1)
+        target = _uniform(sizes[j] / 2.0, sizes[j] * 2.0)
+        scale = target / face_side
+        new_w = max(1, int(round(width * scale)))
+        new_h = max(1, int(round(height * scale)))
+        resize = ResizeTransform(height, width, new_h, new_w)
+        face = boxes[k] * np.array([new_w / width, new_h / height] * 2)
+        x0 = self._window_start(face[0], face[2], new_w)
+        y0 = self._window_start(face[1], face[3], new_h)
+        crop = CropPadTransform(x0, y0, self.crop_size, self.crop_size, new_w, new_h, self.fill)
+        return TransformList([resize, crop])
+
+    def _window_start(self, a, b, length):
+        """Start of a window of ``crop_size`` on an axis of ``length`` that contains [a, b]."""
+        size = self.crop_size
+        if length <= size:
+            lo, hi = length - size, 0  # the window covers the whole axis: the face is in it
+        elif b - a <= size:
+            lo, hi = max(math.ceil(b - size), 0), min(math.floor(a), length - size)
+        else:
+            # A face larger than the window: keep the window inside the face and on its centre
+            # (the mapper keeps faces by their centre).
+            c = (a + b) / 2
+            lo, hi = math.ceil(max(a, c - size)), math.floor(min(b - size, c))
+        if lo > hi:  # only from rounding a face that exactly fills the window
+            lo = hi = int(round((a + b - size) / 2))
+        return np.random.randint(lo, hi + 1)
+
+
+class FaceSampling(Augmentation):
+    """With probability ``prob``, ``data_anchor_sampling``; otherwise ``crop`` (e.g. an
+    ``AugmentationList`` of :class:`RandomExpand` and :class:`RandomFaceCrop`). Images without
+    boxes always take ``crop``, since data-anchor-sampling needs a face."""
+
+    def __init__(self, data_anchor_sampling, crop, prob=0.5):
+        super().__init__()
+        self._init(locals())
+
+    def __call__(self, aug_input):
+        boxes = getattr(aug_input, "boxes", None)
+        has_faces = boxes is not None and len(boxes) > 0
+        if has_faces and np.random.rand() < self.prob:
+            return self.data_anchor_sampling(aug_input)
+        return self.crop(aug_input)
+
+    def get_transform(self, *args):
+        raise NotImplementedError("FaceSampling chains augmentations: call it on an AugInput")
+
+
+class RandomHFlip(_ShapeAugmentation):
+    """Horizontal flip with probability ``prob`` (reads only the image size)."""
+
+    def __init__(self, prob=0.5):
+        super().__init__()
+        self._init(locals())
+
+    def _sample(self, height, width, boxes):
+        if np.random.rand() < self.prob:
+            return HFlipTransform(width)
+        return NoOpTransform()
+
+
+class ResizeSquare(_ShapeAugmentation):
+    """Resize to ``size`` x ``size`` (reads only the image size)."""
+
+    def __init__(self, size):
+        super().__init__()
+        self._init(locals())
+
+    def _sample(self, height, width, boxes):
+        if (height, width) == (self.size, self.size):
+            return NoOpTransform()
+        return ResizeTransform(height, width, self.size, self.size)
+
+
+# ----------------------------------------------------------------------------------------------
+# Deferred rendering
+# ----------------------------------------------------------------------------------------------
+def _flatten(transforms):
+    if isinstance(transforms, TransformList):
+        for t in transforms.transforms:
+            yield from _flatten(t)
+    elif isinstance(transforms, list | tuple):
+        for t in transforms:
+            yield from _flatten(t)
+    else:
+        yield transforms
+
+
+def _output_hw(tfm, height, width):
+    """Output size of a transform of known type, else None."""
+    if isinstance(tfm, NoOpTransform | HFlipTransform | VFlipTransform) or getattr(
+        tfm, "pixelwise", False
+    ):
+        return height, width
+    if isinstance(tfm, CropTransform | CropPadTransform):
+        return tfm.h, tfm.w
+    if isinstance(tfm, PadTransform):
+        return height + tfm.y0 + tfm.y1, width + tfm.x0 + tfm.x1
+    if isinstance(tfm, ResizeTransform):
+        return tfm.new_h, tfm.new_w
+    if isinstance(tfm, TransformList):
+        for t in tfm.transforms:
+            hw = _output_hw(t, height, width)
+            if hw is None:
+                return None
+            height, width = hw
+        return height, width
+    return None
+
+
+class _AxisMap:
+    """A pending composition of axis-aligned geometric transforms: output coordinate =
+    s * source coordinate + t on each axis (continuous pixel-edge coordinates), output size
+    (h, w), and the fill of the area outside the source."""
+
+    def __init__(self, height, width):
+        self.h0, self.w0 = height, width
+        self.h, self.w = height, width
+        self.sx, self.tx, self.sy, self.ty = 1.0, 0.0, 1.0, 0.0
+        self.fill = None
+
+    def is_identity(self):
+        return (
+            (self.h, self.w) == (self.h0, self.w0)
+            and self.sx == 1.0
+            and self.sy == 1.0
+            and self.tx == 0.0
+            and self.ty == 0.0
+        )
+
+    def _set_fill(self, fill):
+        fill = np.asarray(fill, dtype=np.float64).reshape(-1)
+        if self.fill is not None and (
+            self.fill.shape != fill.shape or not np.allclose(self.fill, fill)
+        ):
+            return False
+        self.fill = fill
+        return True
+
+    def add(self, t):
+        """Compose ``t``; False when it is not a type this class can compose."""
+        if isinstance(t, NoOpTransform):
+            return True
+        if isinstance(t, CropTransform):
+            if t.x0 < 0 or t.y0 < 0 or t.x0 + t.w > self.w or t.y0 + t.h > self.h:
+                return False  # numpy slicing would shrink the output: let it run eagerly
+            self.tx -= t.x0
+            self.ty -= t.y0
+            self.h, self.w = t.h, t.w
+            return True
+        if isinstance(t, CropPadTransform):
+            if (t.orig_h, t.orig_w) != (self.h, self.w) or not self._set_fill(t.fill):
+                return False
+            self.tx -= t.x0
+            self.ty -= t.y0
+            self.h, self.w = t.h, t.w
+            return True
+        if isinstance(t, PadTransform):
+            if not self._set_fill(t.pad_value):
+                return False
+            self.tx += t.x0
+            self.ty += t.y0
+            self.h += t.y0 + t.y1
+            self.w += t.x0 + t.x1
+            return True
+        if isinstance(t, ResizeTransform):
+            if (t.h, t.w) != (self.h, self.w):
+                return False
+            fx, fy = t.new_w / t.w, t.new_h / t.h
+            self.sx, self.tx, self.sy, self.ty = (
+                self.sx * fx,
+                self.tx * fx,
+                self.sy * fy,
+                self.ty * fy,
+            )
+            self.h, self.w = t.new_h, t.new_w
+            return True
+        if isinstance(t, HFlipTransform):
+            if t.width != self.w:
+                return False
+            self.sx, self.tx = -self.sx, self.w - self.tx
+            return True
+        if isinstance(t, VFlipTransform):
+            if t.height != self.h:
+                return False
+            self.sy, self.ty = -self.sy, self.h - self.ty
+            return True
+        return False
+
+    def render(self, image, pre_ops):
+        """Apply ``pre_ops`` (pixel-wise transforms) and the composed map to ``image``."""
+        if self.is_identity():
+            for op in pre_ops:
+                image = op.apply_image(image)
+            return image
+        squeeze = image.ndim == 2
+        if squeeze:
+            image = image[:, :, None]
+        channels = image.shape[2]
+        # Output pixels whose centre falls on the source image, per axis.
+        dx0, dx1, rx0, rx1 = _axis_ranges(self.sx, self.tx, self.w0, self.w)
+        dy0, dy1, ry0, ry1 = _axis_ranges(self.sy, self.ty, self.h0, self.h)
+        fill = _fill_for(self.fill if self.fill is not None else 0.0, image)
+        if dx0 >= dx1 or dy0 >= dy1:  # the source is entirely outside the output
+            out = np.empty((self.h, self.w, channels), dtype=image.dtype)
+            out[...] = fill
+        else:
+            region = image[ry0:ry1, rx0:rx1]
+            for op in pre_ops:
+                region = op.apply_image(region)
+            out = _warp_region(
+                region,
+                self.sx,
+                self.tx + self.sx * rx0 - dx0,
+                self.sy,
+                self.ty + self.sy * ry0 - dy0,
+                dx1 - dx0,
+                dy1 - dy0,
+            )
+            if (dx0, dx1, dy0, dy1) != (0, self.w, 0, self.h):
+                # One pass that copies the patch and fills the rest (numpy's broadcast fill of
+                # a 3-channel canvas is several times slower).
+                out = cv2.copyMakeBorder(
+                    out,
+                    dy0,
+                    self.h - dy1,
+                    dx0,
+                    self.w - dx1,
+                    cv2.BORDER_CONSTANT,
+                    value=[float(v) for v in np.broadcast_to(fill, (channels,))],
+                )
+                if out.ndim == 2:
+                    out = out[:, :, None]
+        return out[:, :, 0] if squeeze else out
+
+
+def _axis_ranges(s, t, src_len, out_len):
+    """For the map out = s * src + t: the output pixels [d0, d1) whose centres fall on the
+    source [0, src_len), and the source pixels [r0, r1) that bilinear sampling of them reads
+    (with a margin so that an area-average shrink sees whole neighbourhoods)."""
+    lo, hi = sorted((t, t + s * src_len))
+    d0 = max(0, math.ceil(lo - 0.5 - 1e-6))
+    d1 = min(out_len, math.floor(hi - 0.5 + 1e-6) + 1)
+    if d0 >= d1:
+        return 0, 0, 0, 0
+    a, b = sorted(((d0 + 0.5 - t) / s, (d1 - 0.5 - t) / s))
+    margin = 2 + math.ceil(1.0 / abs(s))
+    r0 = max(0, math.floor(a - 0.5) - margin)
+    r1 = min(src_len, math.ceil(b - 0.5) + 1 + margin)
+    return d0, d1, r0, r1
+
+
+def _warp_region(region, sx, tx, sy, ty, out_w, out_h):
+    """Render out = s * src + t (pixel-edge coordinates) of ``region`` into an
+    ``out_h`` x ``out_w`` patch: area-average shrink where |s| < 1, then bilinear warp."""
+    rh, rw = region.shape[:2]
+    nw = max(1, int(round(abs(sx) * rw))) if abs(sx) < 1 else rw
+    nh = max(1, int(round(abs(sy) * rh))) if abs(sy) < 1 else rh
+    if (nw, nh) != (rw, rh):
+        region = cv2.resize(region, (nw, nh), interpolation=cv2.INTER_AREA)
+        if region.ndim == 2:
+            region = region[:, :, None]
+        sx, sy = sx * rw / nw, sy * rh / nh
+    # Pixel-centre convention: out_c + 0.5 = s * (src_c + 0.5) + t.
+    ox = tx + 0.5 * sx - 0.5
+    oy = ty + 0.5 * sy - 0.5
+    if (
+        sx == 1.0
+        and sy == 1.0
+        and float(ox).is_integer()
+        and float(oy).is_integer()
+        and -ox >= 0
+        and -oy >= 0
+        and -ox + out_w <= region.shape[1]
+        and -oy + out_h <= region.shape[0]
+    ):
+        x, y = int(-ox), int(-oy)
+        return np.ascontiguousarray(region[y : y + out_h, x : x + out_w])
+    m = np.array([[sx, 0.0, ox], [0.0, sy, oy]], dtype=np.float64)
+    patch = cv2.warpAffine(
+        region,
+        m,
+        (out_w, out_h),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    if patch.ndim == 2:
+        patch = patch[:, :, None]
+    return patch
+
+
+def render_transforms(image, transforms):
+    """``transforms.apply_image(image)``, with every run of crop / pad / ``CropPadTransform`` /
+    resize / flip transforms composed and rendered at once (see the module docstring).
+    Pixel-wise transforms (``pixelwise = True``) at the start of a run are applied to the visible
+    source window only. Transforms of other types run eagerly, in order."""
+    pending = _AxisMap(*image.shape[:2])
+    pre_ops = []
+    for t in _flatten(transforms):
+        if getattr(t, "pixelwise", False):
+            if not pending.is_identity():
+                image = pending.render(image, pre_ops)
+                pre_ops, pending = [], _AxisMap(*image.shape[:2])
+            pre_ops.append(t)
+            continue
+        if pending.add(t):
+            continue
+        image = pending.render(image, pre_ops)
+        pre_ops, pending = [], _AxisMap(*image.shape[:2])
+        if not pending.add(t):
+            image = t.apply_image(image)
+            pending = _AxisMap(*image.shape[:2])
+    return pending.render(image, pre_ops)
+
+
+class LazyAugInput(AugInput):
+    """An ``AugInput`` that transforms ``boxes`` at once but defers the image transforms, which
+    :func:`render_transforms` renders together when ``image`` is read.
+
+    Augmentations that need only the image size read ``image_shape`` (see
+    :class:`_ShapeAugmentation`); any other augmentation reads ``image`` and gets the real,
+    rendered pixels, so every Detectron2 augmentation still works with this input.
+    """
+
+    def __init__(self, image, *, boxes=None, sem_seg=None):
+        if sem_seg is not None:
+            raise ValueError("LazyAugInput does not support sem_seg; use detectron2's AugInput")
+        super().__init__(image, boxes=boxes)
+        self._pending = []
+        self.image_shape = image.shape
+
+    @property
+    def image(self):
+        if self._pending:
+            self._image = render_transforms(self._image, self._pending)
+            self._pending = []
+            assert self._image.shape[:2] == self.image_shape[:2], (
+                self._image.shape,
+                self.image_shape,
+            )
+        return self._image
+
+    @image.setter
+    def image(self, value):
+        self._image = value
+        self._pending = []
+        self.image_shape = value.shape
+
+    def transform(self, tfm):
+        hw = _output_hw(tfm, *self.image_shape[:2])
+        if hw is None:
+            self.image = tfm.apply_image(self.image)
+        else:
+            self._pending.append(tfm)
+            self.image_shape = tuple(hw) + tuple(self.image_shape[2:])
+        if self.boxes is not None:
+            self.boxes = tfm.apply_box(self.boxes)

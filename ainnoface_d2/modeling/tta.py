@@ -1,0 +1,326 @@
+"""Multi-scale + flip test-time augmentation with box voting (SRN / S3FD testing).
+
+:class:`AInnoFaceWithTTA` wraps any Detectron2 detector that returns ``[{"instances": Instances}]``
+(the AInnoFace meta-architecture, a stock RetinaNet, ...) the way Detectron2's
+``GeneralizedRCNNWithTTA`` (``detectron2/modeling/test_time_augmentation.py``) wraps an R-CNN: it
+runs the model on several resized and flipped copies of each image, maps the boxes back to the
+image and merges them.
+
+The copies follow SRN's official test script (SRN, arXiv 1809.02693, Sec. 4.1 "multi-scale
+testing"; AInnoFace, arXiv 1905.01585, uses "the multi-scale testing strategy of S3FD"). With
+L = ``MAX_SIDE`` and A the image area (facts in ``PAPER_NOTES.md``):
+
+* A < L^2: the image at scale 1 and its horizontal flip; a ``SHRINK_SCALE`` copy that keeps only
+  boxes whose longer side exceeds ``SHRINK_KEEP_MIN_SIDE`` (it sees the big faces); copies enlarged
+  by ``ENLARGE_STEP``^t for t = 1..floor(log_{ENLARGE_STEP^2}(L^2/A)) and a last one at
+  sqrt(L^2/A), which keep only boxes whose shorter side is below ``ENLARGE_KEEP_MAX_SIDE`` (they
+  see the tiny faces). No copy is larger than L^2 pixels, which bounds the memory.
+* A >= L^2: the image resized to area L^2, its flip, and 0.75x and 0.5x copies of that.
+
+Box sides are measured in the original image's coordinates as ``x2 - x1`` (Detectron2's
+continuous convention, not SRN's ``+1``). The detections of all copies are merged by box voting
+(:func:`box_voting`, S3FD's ``bbox_vote``) and the ``TEST.DETECTIONS_PER_IMAGE`` best are kept.
+"""
+
+import logging
+import math
+from typing import List, NamedTuple, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from detectron2.config import configurable
+from detectron2.modeling.postprocessing import detector_postprocess
+from detectron2.structures import Boxes, Instances
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torchvision.ops import box_iou
+
+__all__ = ["AInnoFaceWithTTA", "TTACopy", "face_tta_copies", "box_voting"]
+
+logger = logging.getLogger(__name__)
+
+# Extra downscaled copies for images already at least L^2 pixels large (SRN's test script).
+_LARGE_IMAGE_EXTRA_SCALES = (0.75, 0.5)
+# Two scales this close are the same copy (the last enlargement can coincide with a power).
+_SCALE_EPS = 1e-6
+# box_voting computes IoUs this many rows at a time (bounds the float IoU block's memory).
+_IOU_BLOCK_ROWS = 1024
+
+
+class TTACopy(NamedTuple):
+    """One augmented copy: resize factor, horizontal flip, and which boxes it contributes.
+
+    ``keep`` is ``"all"``, ``"large"`` (longer side > the shrink threshold) or ``"small"``
+    (shorter side < the enlarge threshold).
+    """
+
+    scale: float
+    flip: bool
+    keep: str
+
+
+def face_tta_copies(
+    height: int,
+    width: int,
+    max_side: float,
+    shrink_scale: float = 0.5,
+    enlarge_step: float = 1.5,
+    flip: bool = True,
+) -> List[TTACopy]:
+    """The copies SRN's multi-scale test runs for an image of ``height`` x ``width`` pixels.
+
+    See the module docstring for the rule. ``flip=False`` drops the flipped copy.
+    """
+    if height <= 0 or width <= 0:
+        raise ValueError(f"Image size must be positive, got {height}x{width}.")
+    if max_side <= 0:
+        raise ValueError(f"TEST.AUG.FACE.MAX_SIDE must be positive, got {max_side}.")
+    if enlarge_step <= 1:
+        raise ValueError(f"TEST.AUG.FACE.ENLARGE_STEP must be > 1, got {enlarge_step}.")
+    ratio = float(max_side) ** 2 / (height * width)
+    copies = []
+    if ratio > 1:
+        copies.append(TTACopy(1.0, False, "all"))
+        if flip:
+            copies.append(TTACopy(1.0, True, "all"))
+        copies.append(TTACopy(float(shrink_scale), False, "large"))
+        # floor(log_{step^2}(ratio)); the epsilon keeps exact powers (ratio = step^2t) from
+        # being floored one too low by rounding.
+        num_steps = int(math.floor(math.log(ratio) / math.log(enlarge_step**2) + 1e-9))
+        scales = [float(enlarge_step) ** t for t in range(1, num_steps + 1)]
+        last = math.sqrt(ratio)
+        if not scales or abs(last - scales[-1]) > _SCALE_EPS:
+            scales.append(last)
+        copies.extend(TTACopy(s, False, "small") for s in scales)
+    else:
+        base = math.sqrt(ratio)
+        copies.append(TTACopy(base, False, "all"))
+        if flip:
+            copies.append(TTACopy(base, True, "all"))
+        copies.extend(TTACopy(base * s, False, "all") for s in _LARGE_IMAGE_EXTRA_SCALES)
+    return copies
+
+
+def box_voting(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    iou_threshold: float,
+    max_detections: int,
+    classes: torch.Tensor | None = None,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Merge overlapping detections by score-weighted voting (S3FD's ``bbox_vote``).
+
+    Greedy: take the best remaining box; its cluster is every remaining box (itself included)
+    with IoU >= ``iou_threshold``; the cluster becomes one box whose coordinates are the
+    score-weighted mean of the cluster's and whose score is the cluster's maximum; the cluster is
+    removed. Clusters of a single box are dropped (a face seen by one copy only is likely a false
+    positive). Boxes of different ``classes`` never vote together.
+
+    The IoUs are computed once, in row blocks with ``torchvision.ops.box_iou`` on the boxes'
+    device, and kept as a sparse neighbour list, so the greedy pass costs O(neighbours) per
+    cluster instead of one IoU row per cluster (thousands of boxes per image with TTA).
+
+    Args:
+        boxes: (N, 4) XYXY.
+        scores: (N,).
+        iou_threshold: IoU at or above which a box joins the cluster.
+        max_detections: at most this many merged boxes are returned.
+        classes: optional (N,) integer labels.
+
+    Returns:
+        boxes (M, 4), scores (M,), classes (M,) or None, sorted by decreasing score, M <=
+        ``max_detections``, on the input's device.
+    """
+    if boxes.ndim != 2 or boxes.shape[-1] != 4 or scores.shape != boxes.shape[:1]:
+        raise ValueError(
+            f"box_voting needs boxes (N, 4) and scores (N,), got {tuple(boxes.shape)} and "
+            f"{tuple(scores.shape)}."
+        )
+    order = torch.argsort(scores, descending=True, stable=True)
+    boxes, scores = boxes[order], scores[order]
+    classes = classes[order] if classes is not None else None
+    iou_boxes = boxes
+    if classes is not None and boxes.numel() > 0:
+        # Shift each class to its own region, as torchvision's batched_nms does.
+        offsets = classes.to(boxes) * (boxes.max() - boxes.min() + 1)
+        iou_boxes = boxes + offsets[:, None]
+    rows, cols = [], []
+    for start in range(0, len(boxes), _IOU_BLOCK_ROWS):
+        block = box_iou(iou_boxes[start : start + _IOU_BLOCK_ROWS], iou_boxes) >= iou_threshold
+        r, c = torch.nonzero(block, as_tuple=True)
+        rows.append((r + start).cpu())
+        cols.append(c.cpu())
+    n = len(boxes)
+    if n:
+        # CSR neighbour lists: row-major nonzero() keeps each row's columns together.
+        indptr = np.searchsorted(torch.cat(rows).numpy(), np.arange(n + 1))
+        neighbours = torch.cat(cols).numpy()
+    boxes_np = boxes.detach().cpu().double().numpy()
+    scores_np = scores.detach().cpu().double().numpy()
+    removed = np.zeros(n, dtype=bool)
+    keep_idx, merged = [], []
+    for i in range(n):
+        if len(keep_idx) >= max_detections:
+            break
+        if removed[i]:
+            continue
+        nb = neighbours[indptr[i] : indptr[i + 1]]
+        # A degenerate (zero-area) box has IoU NaN with itself; it still heads its cluster.
+        nb = nb[(nb != i) & ~removed[nb]]
+        removed[i] = True
+        removed[nb] = True
+        if len(nb) == 0:
+            continue
+        cluster = np.concatenate([[i], nb])
+        weights = scores_np[cluster]
+        total = max(weights.sum(), np.finfo(np.float64).tiny)
+        merged.append((boxes_np[cluster] * weights[:, None]).sum(axis=0) / total)
+        # Boxes are visited best first, so ``i`` is the cluster's best box.
+        keep_idx.append(i)
+    keep = torch.as_tensor(keep_idx, dtype=torch.int64, device=boxes.device)
+    out_boxes = torch.as_tensor(np.array(merged).reshape(-1, 4)).to(boxes)
+    out_classes = classes[keep] if classes is not None else None
+    return out_boxes, scores[keep], out_classes
+
+
+def _resize_chw(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bilinear resize of a CHW image (half-pixel centres, like cv2.INTER_LINEAR in SRN)."""
+    out = F.interpolate(
+        image[None].float(), size=(height, width), mode="bilinear", align_corners=False
+    )[0]
+    if image.dtype == torch.uint8:
+        out = out.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+class AInnoFaceWithTTA(nn.Module):
+    """A detector with SRN's multi-scale + flip testing and box voting.
+
+    Its ``forward`` has the inference interface of a Detectron2 meta-architecture: a list of
+    dicts with "image" (CHW tensor) and optional "height"/"width" in, a list of
+    ``{"instances": Instances}`` out (boxes in "height" x "width" coordinates when given, as
+    ``detector_postprocess`` does). Images are processed one at a time.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        max_side: float,
+        flip: bool = True,
+        shrink_scale: float = 0.5,
+        shrink_keep_min_side: float = 30.0,
+        enlarge_step: float = 1.5,
+        enlarge_keep_max_side: float = 100.0,
+        vote_iou: float = 0.5,
+        max_detections: int = 750,
+    ):
+        """
+        Args:
+            model: a Detectron2 detector in eval mode, returning ``[{"instances": ...}]``.
+            max_side: L, the side of the largest square area a copy may have.
+            flip: also run the horizontally flipped image.
+            shrink_scale, shrink_keep_min_side: the shrunk copy and the longer side its boxes
+                must exceed (original-image pixels).
+            enlarge_step, enlarge_keep_max_side: the enlargement step and the shorter side the
+                enlarged copies' boxes must stay below.
+            vote_iou: IoU threshold of box voting.
+            max_detections: detections kept per image after voting.
+        """
+        super().__init__()
+        if isinstance(model, DistributedDataParallel):
+            model = model.module
+        self.model = model
+        self.max_side = max_side
+        self.flip = flip
+        self.shrink_scale = shrink_scale
+        self.shrink_keep_min_side = shrink_keep_min_side
+        self.enlarge_step = enlarge_step
+        self.enlarge_keep_max_side = enlarge_keep_max_side
+        self.vote_iou = vote_iou
+        self.max_detections = max_detections
+
+    @classmethod
+    def from_config(cls, cfg, model):
+        aug = cfg.TEST.AUG.FACE
+        return {
+            "model": model,
+            "max_side": aug.MAX_SIDE,
+            "flip": cfg.TEST.AUG.FLIP,
+            "shrink_scale": aug.SHRINK_SCALE,
+            "shrink_keep_min_side": aug.SHRINK_KEEP_MIN_SIDE,
+            "enlarge_step": aug.ENLARGE_STEP,
+            "enlarge_keep_max_side": aug.ENLARGE_KEEP_MAX_SIDE,
+            "vote_iou": aug.VOTE_IOU,
+            "max_detections": cfg.TEST.DETECTIONS_PER_IMAGE,
+        }
+
+    def copies(self, height: int, width: int) -> List[TTACopy]:
+        """The augmented copies run for an image of this size."""
+        return face_tta_copies(
+            height, width, self.max_side, self.shrink_scale, self.enlarge_step, self.flip
+        )
+
+    def forward(self, batched_inputs):
+        if self.model.training:
+            raise RuntimeError(
+                "AInnoFaceWithTTA is for inference; call model.eval() before wrapping it."
+            )
+        with torch.no_grad():
+            return [{"instances": self._inference_one(x)} for x in batched_inputs]
+
+    def _inference_one(self, inputs) -> Instances:
+        image = inputs["image"]
+        height, width = image.shape[-2:]
+        all_boxes, all_scores, all_classes = [], [], []
+        copies = self.copies(height, width)
+        logger.debug("TTA on a %dx%d image: scales %s", height, width, [c.scale for c in copies])
+        for copy in copies:
+            boxes, scores, classes = self.detect_copy(image, copy)
+            all_boxes.append(boxes)
+            all_scores.append(scores)
+            all_classes.append(classes)
+        boxes, scores, classes = box_voting(
+            torch.cat(all_boxes),
+            torch.cat(all_scores),
+            self.vote_iou,
+            self.max_detections,
+            torch.cat(all_classes),
+        )
+        result = Instances((height, width))
+        result.pred_boxes = Boxes(boxes)
+        result.scores = scores
+        result.pred_classes = classes
+        return detector_postprocess(
+            result, inputs.get("height", height), inputs.get("width", width)
+        )
+
+    def detect_copy(self, image: torch.Tensor, copy: TTACopy):
+        """Run the model on one copy; boxes come back in ``image``'s coordinates, filtered."""
+        height, width = image.shape[-2:]
+        new_h = max(1, int(round(height * copy.scale)))
+        new_w = max(1, int(round(width * copy.scale)))
+        resized = image if (new_h, new_w) == (height, width) else _resize_chw(image, new_h, new_w)
+        if copy.flip:
+            resized = resized.flip(-1)
+        out = self.model([{"image": resized, "height": new_h, "width": new_w}])[0]["instances"]
+        boxes = out.pred_boxes.tensor.clone()
+        if copy.flip:
+            boxes[:, [0, 2]] = new_w - boxes[:, [2, 0]]
+        # The true per-axis factors, since the resized size was rounded to whole pixels.
+        boxes[:, 0::2] *= width / new_w
+        boxes[:, 1::2] *= height / new_h
+        sides = boxes[:, 2:] - boxes[:, :2]
+        if copy.keep == "large":
+            keep = sides.max(dim=1).values > self.shrink_keep_min_side
+        elif copy.keep == "small":
+            keep = sides.min(dim=1).values < self.enlarge_keep_max_side
+        else:
+            keep = torch.ones(len(boxes), dtype=torch.bool, device=boxes.device)
+        if out.has("pred_classes"):
+            classes = out.pred_classes
+        else:
+            classes = torch.zeros(len(boxes), dtype=torch.int64, device=boxes.device)
+        return boxes[keep], out.scores[keep], classes[keep]

@@ -1,0 +1,165 @@
+"""``FaceDetector``: run a trained AInnoFace (or any Detectron2 detector) on numpy images.
+
+A small Python API in the spirit of Detectron2's ``DefaultPredictor``
+(``detectron2/engine/defaults.py``): it builds the config and the model, loads the weights and
+turns an ``HxWx3`` array into ``{"boxes", "scores"}``, optionally with SRN's multi-scale + flip
+test-time augmentation (:class:`ainnoface_d2.modeling.tta.AInnoFaceWithTTA`) and in batches.
+
+Example::
+
+    import cv2
+    from ainnoface_d2.predictor import FaceDetector
+
+    detector = FaceDetector("configs/ainnoface_R50.yaml", weights="model_final.pth")
+    faces = detector(cv2.imread("photo.jpg"))  # BGR, as OpenCV reads it
+    for (x1, y1, x2, y2), score in zip(faces["boxes"], faces["scores"]):
+        ...
+
+AInnoFace configs set ``INPUT.MIN_SIZE_TEST: 0`` (test at the original size, as the WIDER FACE
+protocol does); Detectron2's ``ResizeShortestEdge`` treats a size of 0 as "no resize", so the
+image reaches the model unchanged. Any positive ``MIN_SIZE_TEST`` resizes as in
+``DefaultPredictor``, and the boxes still come back in the original image's pixels.
+"""
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import transforms as T
+from detectron2.modeling import build_model
+from detectron2.structures import Instances
+
+from .config import get_ainnoface_cfg
+from .modeling.tta import AInnoFaceWithTTA
+
+__all__ = ["FaceDetector"]
+
+logger = logging.getLogger(__name__)
+
+
+class FaceDetector:
+    """Detect faces in numpy images with a Detectron2 model built from a config file.
+
+    Args:
+        config_file: a YAML config (AInnoFace or any Detectron2 detector config).
+        weights: checkpoint to load (``.pth``/``.pkl``, a URL or ``detectron2://`` path). None uses
+            the config's ``MODEL.WEIGHTS`` (after ``opts``); ``""`` loads nothing.
+        device: "cpu", "cuda", "cuda:1", ...; None keeps the config's ``MODEL.DEVICE`` (after
+            ``opts``), falling back to cpu when that is cuda and no GPU is available.
+        confidence_threshold: detections scoring below this are dropped.
+        opts: extra ``KEY VALUE`` config overrides, as on Detectron2 command lines.
+        tta: wrap the model in SRN's multi-scale + flip testing (``TEST.AUG.FACE.*``).
+
+    Attributes:
+        cfg: the frozen config; ``model``: the model in eval mode (wrapped when ``tta``).
+    """
+
+    def __init__(
+        self,
+        config_file: str,
+        weights: str | None = None,
+        device: str | None = None,
+        confidence_threshold: float = 0.5,
+        opts: Sequence[str] | None = None,
+        tta: bool = False,
+    ):
+        cfg = get_ainnoface_cfg(config_file, list(opts or []))
+        if weights is not None:
+            cfg.MODEL.WEIGHTS = weights
+        if device is None:
+            device = cfg.MODEL.DEVICE
+            if device.startswith("cuda") and not torch.cuda.is_available():
+                logger.info(
+                    "%s asks for %s but no GPU is available; using cpu.", config_file, device
+                )
+                device = "cpu"
+        cfg.MODEL.DEVICE = device
+        cfg.freeze()
+        self.cfg = cfg
+        self.confidence_threshold = float(confidence_threshold)
+
+        model = build_model(cfg)
+        if cfg.MODEL.WEIGHTS:
+            DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        else:
+            logger.warning(
+                "No weights given (MODEL.WEIGHTS is empty): %s detects with random weights.",
+                config_file,
+            )
+        model.eval()
+        self.model = AInnoFaceWithTTA(cfg, model) if tta else model
+
+        self.input_format = cfg.INPUT.FORMAT
+        if self.input_format not in ("RGB", "BGR"):
+            raise ValueError(
+                f"{config_file}: INPUT.FORMAT must be RGB or BGR, got {self.input_format}"
+            )
+        # With TTA the wrapper chooses every scale; otherwise resize as Detectron2's test loader.
+        self.aug = None
+        if not tta and cfg.INPUT.MIN_SIZE_TEST > 0:
+            self.aug = T.ResizeShortestEdge(
+                [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
+            )
+
+    def __call__(self, image: np.ndarray, format: str = "BGR") -> dict:
+        """Faces in one image.
+
+        Args:
+            image: ``HxWx3`` uint8 array (``HxW`` grayscale is accepted too).
+            format: channel order of ``image``: "BGR" (OpenCV) or "RGB" (PIL, matplotlib).
+
+        Returns:
+            dict with ``boxes`` (N x 4 float32 XYXY, original image pixels) and ``scores`` (N
+            float32), sorted by decreasing score, scores >= ``confidence_threshold``.
+        """
+        return self.detect_many([image], batch_size=1, format=format)[0]
+
+    def predict_instances(self, image: np.ndarray, format: str = "BGR") -> Instances:
+        """Like ``__call__`` but returns the thresholded, sorted ``Instances`` on the CPU."""
+        return self._predict([image], format)[0]
+
+    def detect_many(
+        self, images: Sequence[np.ndarray], batch_size: int = 4, format: str = "BGR"
+    ) -> list:
+        """``__call__`` for many images, ``batch_size`` images per forward pass."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        results = []
+        for start in range(0, len(images), batch_size):
+            for inst in self._predict(images[start : start + batch_size], format):
+                results.append(
+                    {
+                        "boxes": inst.pred_boxes.tensor.numpy().astype(np.float32),
+                        "scores": inst.scores.numpy().astype(np.float32),
+                    }
+                )
+        return results
+
+    def _to_model_input(self, image: np.ndarray, format: str) -> dict:
+        image = np.asarray(image)
+        if image.ndim == 2:
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"Expected an HxWx3 (or HxW) image, got shape {image.shape}.")
+        if format not in ("RGB", "BGR"):
+            raise ValueError(f"format must be 'RGB' or 'BGR', got {format!r}.")
+        if format != self.input_format:
+            image = image[:, :, ::-1]
+        height, width = image.shape[:2]
+        if self.aug is not None:
+            image = self.aug.get_transform(image).apply_image(image)
+        tensor = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)).astype("float32"))
+        return {"image": tensor, "height": height, "width": width}
+
+    def _predict(self, images: Sequence[np.ndarray], format: str) -> list:
+        inputs = [self._to_model_input(image, format) for image in images]
+        with torch.no_grad():
+            outputs = self.model(inputs)
+        results = []
+        for out in outputs:
+            inst = out["instances"].to("cpu")
+            inst = inst[inst.scores >= self.confidence_threshold]
+            results.append(inst[torch.argsort(inst.scores, descending=True, stable=True)])
+        return results

@@ -1,0 +1,286 @@
+"""Tests for ainnoface_d2.modeling.tta: SRN's multi-scale copies, box mapping, box voting."""
+
+import math
+
+import ainnoface_d2  # noqa: F401  (compat shims before detectron2)
+from ainnoface_d2.modeling.tta import AInnoFaceWithTTA, TTACopy, box_voting, face_tta_copies
+
+import numpy as np
+import pytest
+import torch
+from detectron2.config import get_cfg
+from detectron2.structures import Boxes, Instances
+from scipy import ndimage
+from torch import nn
+
+# Two bright squares on a dark 64 x 96 image, XYXY in continuous pixel coordinates. Edges on
+# even coordinates so that the 0.5x copy (average of 2x2 pixels) keeps them exact.
+H, W = 64, 96
+SMALL = (8, 10, 20, 22)  # 12 x 12
+BIG = (50, 14, 90, 54)  # 40 x 40
+
+
+def _squares_image(dtype=torch.uint8):
+    image = torch.zeros(3, H, W, dtype=dtype)
+    for x1, y1, x2, y2 in (SMALL, BIG):
+        image[:, y1:y2, x1:x2] = 255
+    return image
+
+
+class SquareDetector(nn.Module):
+    """A fake detector: one box per connected bright region of channel 0, score 0.9.
+
+    Boxes come from the pixels it is given (no knowledge of the original image), so flips and
+    resizes are really undone by the wrapper, or the test fails.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.seen_sizes = []
+
+    def forward(self, batched_inputs):
+        outputs = []
+        for x in batched_inputs:
+            image = x["image"]
+            assert (x["height"], x["width"]) == tuple(image.shape[-2:])
+            self.seen_sizes.append(tuple(image.shape[-2:]))
+            labels, _ = ndimage.label(image[0].float().numpy() > 127.5)
+            boxes = [
+                [sl[1].start, sl[0].start, sl[1].stop, sl[0].stop]
+                for sl in ndimage.find_objects(labels)
+            ]
+            inst = Instances(tuple(image.shape[-2:]))
+            inst.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
+            inst.scores = torch.full((len(boxes),), 0.9)
+            inst.pred_classes = torch.zeros(len(boxes), dtype=torch.int64)
+            outputs.append({"instances": inst})
+        return outputs
+
+
+def _tta(model, **kwargs):
+    args = dict(
+        model=model.eval(),
+        max_side=128,
+        flip=True,
+        shrink_scale=0.5,
+        shrink_keep_min_side=30.0,
+        enlarge_step=1.5,
+        enlarge_keep_max_side=20.0,
+        vote_iou=0.5,
+        max_detections=750,
+    )
+    args.update(kwargs)
+    return AInnoFaceWithTTA(**args)
+
+
+def _sorted_boxes(boxes):
+    return sorted(tuple(b) for b in np.asarray(boxes).tolist())
+
+
+def _assert_boxes_close(actual, expected, atol):
+    actual, expected = _sorted_boxes(actual), _sorted_boxes(expected)
+    assert len(actual) == len(expected), (actual, expected)
+    np.testing.assert_allclose(np.array(actual), np.array(expected, dtype=float), atol=atol)
+
+
+# ---------------------------------------------------------------- the list of copies
+
+
+def _scales(copies):
+    return [round(c.scale, 4) for c in copies]
+
+
+def test_copies_small_image_by_hand():
+    # L = 100, 20 x 25 image: L^2 / A = 10000 / 500 = 20; log_2.25(20) = 2.9957 / 0.8109 = 3.69,
+    # so t = 1, 2, 3 (1.5, 2.25, 3.375) and a last copy at sqrt(20) = 4.4721.
+    copies = face_tta_copies(20, 25, max_side=100, shrink_scale=0.5, enlarge_step=1.5)
+    assert copies[:3] == [
+        TTACopy(1.0, False, "all"),
+        TTACopy(1.0, True, "all"),
+        TTACopy(0.5, False, "large"),
+    ]
+    assert _scales(copies[3:]) == [1.5, 2.25, 3.375, 4.4721]
+    assert all(c.keep == "small" and not c.flip for c in copies[3:])
+
+
+def test_copies_srn_default_size():
+    # L = 2100, 768 x 1024: L^2 / A = 4410000 / 786432 = 5.6076; log_2.25 = 1.7241 / 0.8109 =
+    # 2.13 -> 1.5, 2.25, then sqrt(5.6076) = 2.3680.
+    copies = face_tta_copies(768, 1024, max_side=2100)
+    assert _scales(copies) == [1.0, 1.0, 0.5, 1.5, 2.25, 2.368]
+
+
+def test_copies_exact_power_not_duplicated_and_no_flip():
+    # L = 90, 40 x 40: L^2 / A = 8100 / 1600 = 5.0625 = 2.25^2 -> t = 1, 2 (1.5, 2.25), and
+    # sqrt(5.0625) = 2.25 is the same copy as 1.5^2, run once.
+    copies = face_tta_copies(40, 40, max_side=90, flip=False)
+    assert copies[0] == TTACopy(1.0, False, "all")
+    assert not any(c.flip for c in copies)
+    assert _scales(copies) == [1.0, 0.5, 1.5, 2.25]
+
+
+def test_copies_slightly_small_image():
+    # L = 100, 80 x 100: ratio 1.25 < 2.25 -> no power step, only sqrt(1.25) = 1.1180.
+    assert _scales(face_tta_copies(80, 100, max_side=100)) == [1.0, 1.0, 0.5, 1.118]
+
+
+def test_copies_large_image():
+    # L = 100, 200 x 200: A >= L^2 -> area L^2 (scale 0.5), its flip, 0.75 * 0.5, 0.5 * 0.5.
+    copies = face_tta_copies(200, 200, max_side=100)
+    assert copies == [
+        TTACopy(0.5, False, "all"),
+        TTACopy(0.5, True, "all"),
+        TTACopy(0.375, False, "all"),
+        TTACopy(0.25, False, "all"),
+    ]
+    # Exactly L^2 is "not smaller": scale 1, no enlargement.
+    assert _scales(face_tta_copies(100, 100, max_side=100)) == [1.0, 1.0, 0.75, 0.5]
+
+
+def test_copies_bad_arguments():
+    with pytest.raises(ValueError, match="ENLARGE_STEP"):
+        face_tta_copies(10, 10, max_side=100, enlarge_step=1.0)
+    with pytest.raises(ValueError, match="positive"):
+        face_tta_copies(0, 10, max_side=100)
+
+
+def test_from_config_reads_face_keys():
+    cfg = get_cfg()
+    ainnoface_d2.add_ainnoface_config(cfg)
+    cfg.TEST.AUG.FACE.MAX_SIDE = 1400
+    cfg.TEST.AUG.FLIP = False
+    cfg.TEST.DETECTIONS_PER_IMAGE = 123
+    tta = AInnoFaceWithTTA(cfg, SquareDetector().eval())
+    assert tta.max_side == 1400 and tta.flip is False and tta.max_detections == 123
+    assert (tta.shrink_scale, tta.shrink_keep_min_side) == (0.5, 30.0)
+    assert (tta.enlarge_step, tta.enlarge_keep_max_side, tta.vote_iou) == (1.5, 100.0, 0.5)
+
+
+# ---------------------------------------------------------------- geometry and filters
+
+
+def test_image_copies_for_the_test_image():
+    # L = 128, 64 x 96: ratio = 16384 / 6144 = 2.6667, log_2.25 = 0.9808 / 0.8109 = 1.21 -> 1.5,
+    # then sqrt(2.6667) = 1.6330.
+    assert _scales(_tta(SquareDetector()).copies(H, W)) == [1.0, 1.0, 0.5, 1.5, 1.633]
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_each_copy_maps_boxes_back_and_filters(dtype):
+    model = SquareDetector()
+    tta = _tta(model)
+    image = _squares_image(dtype)
+    copies = tta.copies(H, W)
+    # Which squares each copy may contribute: the shrunk copy keeps longer side > 30 (BIG only);
+    # enlarged copies keep shorter side < 20 (SMALL only).
+    expected = {"all": [SMALL, BIG], "large": [BIG], "small": [SMALL]}
+    for copy in copies:
+        boxes, scores, classes = tta.detect_copy(image, copy)
+        # One resized pixel of blur at most, i.e. <= 1 original pixel for scales >= 0.5 with
+        # even-aligned edges.
+        _assert_boxes_close(boxes, expected[copy.keep], atol=1.0)
+        assert torch.all(scores == 0.9) and torch.all(classes == 0)
+    # The model saw the resized images: round(64 * s) x round(96 * s).
+    assert model.seen_sizes == [
+        (64, 96),
+        (64, 96),
+        (32, 48),
+        (96, 144),
+        (round(64 * math.sqrt(16384 / 6144)), round(96 * math.sqrt(16384 / 6144))),
+    ]
+
+
+def test_flip_is_undone_exactly():
+    tta = _tta(SquareDetector())
+    boxes, _, _ = tta.detect_copy(_squares_image(), TTACopy(1.0, True, "all"))
+    # At scale 1 the flip is the only transform: the boxes must come back exactly, not mirrored
+    # (mirrored SMALL would be (96 - 20, 10, 96 - 8, 22) = (76, 10, 88, 22)).
+    _assert_boxes_close(boxes, [SMALL, BIG], atol=1e-5)
+
+
+def test_forward_merges_copies_and_rescales_to_requested_size():
+    tta = _tta(SquareDetector())
+    out = tta(
+        [{"image": _squares_image()}, {"image": _squares_image(), "height": 128, "width": 192}]
+    )
+    assert len(out) == 2
+    first, second = out[0]["instances"], out[1]["instances"]
+    assert first.image_size == (64, 96)
+    _assert_boxes_close(first.pred_boxes.tensor, [SMALL, BIG], atol=1.0)
+    assert torch.allclose(first.scores, torch.tensor([0.9, 0.9]))
+    # "height"/"width" twice the image: boxes in those coordinates (detector_postprocess rule).
+    assert second.image_size == (128, 192)
+    _assert_boxes_close(
+        second.pred_boxes.tensor, [[2 * v for v in SMALL], [2 * v for v in BIG]], 2.0
+    )
+
+
+def test_forward_refuses_training_mode():
+    tta = _tta(SquareDetector())
+    tta.model.train()
+    with pytest.raises(RuntimeError, match="eval"):
+        tta([{"image": _squares_image()}])
+
+
+# ---------------------------------------------------------------- box voting
+
+
+def test_box_voting_by_hand():
+    boxes = torch.tensor(
+        [
+            [0, 0, 10, 10],  # a: 0.9
+            [1, 1, 11, 11],  # b: 0.6, IoU(a, b) = 81 / 119 = 0.68
+            [0, 0, 10, 12],  # c: 0.3, IoU(a, c) = 100 / 120 = 0.83
+            [50, 50, 60, 60],  # d: 0.95, alone -> dropped
+            [100, 100, 120, 120],  # e: 0.5
+            [102, 100, 122, 120],  # f: 0.5, IoU(e, f) = 360 / 440 = 0.82
+            [20, 20, 30, 30],  # g: 0.8
+            [25, 20, 35, 30],  # h: 0.7, IoU(g, h) = 50 / 150 = 0.33 -> both alone, dropped
+        ],
+        dtype=torch.float32,
+    )
+    scores = torch.tensor([0.9, 0.6, 0.3, 0.95, 0.5, 0.5, 0.8, 0.7])
+    out_boxes, out_scores, out_classes = box_voting(boxes, scores, 0.5, 750)
+    assert out_classes is None
+    # Cluster {a, b, c}: weights 0.9, 0.6, 0.3 (sum 1.8).
+    abc = [
+        (0 * 0.9 + 1 * 0.6 + 0 * 0.3) / 1.8,
+        (0 * 0.9 + 1 * 0.6 + 0 * 0.3) / 1.8,
+        (10 * 0.9 + 11 * 0.6 + 10 * 0.3) / 1.8,
+        (10 * 0.9 + 11 * 0.6 + 12 * 0.3) / 1.8,
+    ]
+    ef = [101, 100, 121, 120]
+    torch.testing.assert_close(out_boxes, torch.tensor([abc, ef]), rtol=0, atol=1e-5)
+    torch.testing.assert_close(out_scores, torch.tensor([0.9, 0.5]))
+
+
+def test_box_voting_is_greedy_not_transitive():
+    # p-q IoU = 70/130 = 0.54, q-r = 0.54, p-r = 40/160 = 0.25: p takes q, r is left alone.
+    boxes = torch.tensor([[0, 0, 10, 10], [3, 0, 13, 10], [6, 0, 16, 10]], dtype=torch.float32)
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    out_boxes, out_scores, _ = box_voting(boxes, scores, 0.5, 750)
+    expected = [[3 * 0.8 / 1.7, 0, (10 * 0.9 + 13 * 0.8) / 1.7, 10]]
+    torch.testing.assert_close(out_boxes, torch.tensor(expected), rtol=0, atol=1e-5)
+    torch.testing.assert_close(out_scores, torch.tensor([0.9]))
+
+
+def test_box_voting_top_k_and_classes():
+    base = torch.tensor([[0, 0, 10, 10], [40, 0, 50, 10], [80, 0, 90, 10]], dtype=torch.float32)
+    boxes = torch.cat([base, base + 1])
+    scores = torch.tensor([0.5, 0.9, 0.7, 0.5, 0.9, 0.7])
+    out_boxes, out_scores, _ = box_voting(boxes, scores, 0.5, max_detections=2)
+    torch.testing.assert_close(out_scores, torch.tensor([0.9, 0.7]))
+    torch.testing.assert_close(out_boxes[0], torch.tensor([40.5, 0.5, 50.5, 10.5]))
+    # Same boxes, different classes: no cluster has two members.
+    same = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 10]], dtype=torch.float32)
+    _, s, c = box_voting(same, torch.tensor([0.9, 0.8]), 0.5, 10, torch.tensor([0, 1]))
+    assert s.numel() == 0 and c.numel() == 0
+    _, s, c = box_voting(same, torch.tensor([0.9, 0.8]), 0.5, 10, torch.tensor([1, 1]))
+    assert s.tolist() == pytest.approx([0.9]) and c.tolist() == [1]
+
+
+def test_box_voting_empty():
+    b, s, c = box_voting(torch.zeros(0, 4), torch.zeros(0), 0.5, 750, torch.zeros(0).long())
+    assert b.shape == (0, 4) and s.shape == (0,) and c.shape == (0,)
+    with pytest.raises(ValueError, match="N, 4"):
+        box_voting(torch.zeros(3, 5), torch.zeros(3), 0.5, 10)
