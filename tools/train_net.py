@@ -52,6 +52,7 @@ class Trainer(DefaultTrainer):
                     output_dir=output_folder,
                     write_submission=cfg.TEST.WIDER_FACE.WRITE_SUBMISSION,
                     plot_pr_curves=cfg.TEST.WIDER_FACE.PLOT_PR_CURVES,
+                    protocol=cfg.TEST.WIDER_FACE.PROTOCOL,
                 )
             )
         if evaluator_type == "coco" or (
