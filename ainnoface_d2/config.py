@@ -18,6 +18,8 @@ def add_ainnoface_config(cfg):
     _add_model_config(cfg)
     _add_input_config(cfg)
     _add_test_config(cfg)
+    # "SGD" (Detectron2's, the paper's) or "ADAMW" (ainnoface_d2/solver.py).
+    cfg.SOLVER.OPTIMIZER = "SGD"
 
 
 def _add_model_config(cfg):

@@ -20,6 +20,7 @@ from ainnoface_d2 import get_ainnoface_cfg
 from ainnoface_d2.data import FaceDatasetMapper
 from ainnoface_d2.evaluation import WiderFaceEvaluator
 from ainnoface_d2.modeling.tta import AInnoFaceWithTTA
+from ainnoface_d2.solver import build_optimizer
 
 import detectron2.utils.comm as comm
 import torch
@@ -69,6 +70,10 @@ class Trainer(DefaultTrainer):
                 f"no evaluator for dataset {dataset_name!r} with evaluator_type {evaluator_type!r}"
             )
         return evaluators[0] if len(evaluators) == 1 else DatasetEvaluators(evaluators)
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        return build_optimizer(cfg, model)
 
     @classmethod
     def build_train_loader(cls, cfg):
