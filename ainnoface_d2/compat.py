@@ -14,6 +14,10 @@ things on a current stack. Each shim below is applied only where its feature is 
 * ``pkg_resources``. setuptools 81 removed it; ``detectron2.model_zoo`` imports it at module level
   and uses only ``resource_filename``. A minimal module based on :mod:`importlib.resources`
   provides that one function.
+* Multi-process training of a CPU model. ``detectron2.engine.defaults.create_ddp_model`` (v0.6 and
+  main) always passes ``device_ids=[local_rank]``, which ``DistributedDataParallel`` rejects for a
+  module on the CPU. The wrapper passes ``device_ids=None`` for CPU models only (gloo training);
+  GPU models get exactly the original call.
 
 :func:`apply` must run before ``detectron2.layers`` and ``detectron2.data`` are imported; ``import
 ainnoface_d2`` calls it first thing, so import ``ainnoface_d2`` before other detectron2 modules.
@@ -102,3 +106,25 @@ def apply():
     if "pkg_resources" not in sys.modules and not _module_exists("pkg_resources"):
         sys.modules["pkg_resources"] = _make_pkg_resources()
         APPLIED.append("pkg_resources.resource_filename")
+
+    _allow_cpu_ddp()
+
+
+def _allow_cpu_ddp():
+    from detectron2.engine import defaults
+
+    original = defaults.create_ddp_model
+    if getattr(original, "_handles_cpu", False):
+        return
+
+    def create_ddp_model(model, **kwargs):
+        from detectron2.utils import comm
+
+        if comm.get_world_size() > 1 and all(p.device.type == "cpu" for p in model.parameters()):
+            kwargs.setdefault("device_ids", None)
+        return original(model, **kwargs)
+
+    create_ddp_model._handles_cpu = True
+    create_ddp_model.__doc__ = original.__doc__
+    defaults.create_ddp_model = create_ddp_model
+    APPLIED.append("create_ddp_model accepts CPU models")

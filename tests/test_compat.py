@@ -62,7 +62,8 @@ def test_shims_leave_present_features_alone():
         print(compat.APPLIED)
         """
     )
-    assert out == "[]"
+    # only the CPU-DDP wrapper, which no detectron2 version makes unnecessary
+    assert out == "['create_ddp_model accepts CPU models']"
 
 
 def test_apply_is_idempotent():

@@ -92,12 +92,13 @@ def test_paper_config_r152_forward():
 def test_backbone_outputs_and_strides():
     cfg = tiny_cfg()
     model = build_model(cfg)
-    feats = model.backbone(torch.rand(1, 3, 256, 256))
+    assert model.backbone.size_divisibility == 32
+    # 224 x 160 is a multiple of 32 but not of 64/128: the C and P streams must still align
+    feats = model.backbone(torch.rand(1, 3, 224, 160))
     for i in range(2, 8):
         stride = 2**i
-        assert feats[f"c{i}"].shape == (1, 32, 256 // stride, 256 // stride)
+        assert feats[f"c{i}"].shape == (1, 32, -(-224 // stride), -(-160 // stride))
         assert feats[f"p{i}"].shape == feats[f"c{i}"].shape
-    assert model.backbone.size_divisibility == 128
 
 
 def test_anchor_sizes_per_level():

@@ -40,6 +40,22 @@ logger = logging.getLogger("ainnoface_d2")
 class Trainer(DefaultTrainer):
     """DefaultTrainer with AInnoFace's data mapper, evaluators and test-time augmentation."""
 
+    # Detectron2 v0.6's DefaultTrainer does not checkpoint its inner SimpleTrainer/AMPTrainer, so
+    # a resumed run would restart SGD momentum (and the AMP grad scaler) from zero; Detectron2
+    # main does. Add the inner state only where the parent class lacks it.
+    _PARENT_SAVES_INNER_TRAINER = "state_dict" in DefaultTrainer.__dict__
+
+    def state_dict(self):
+        ret = super().state_dict()
+        if not self._PARENT_SAVES_INNER_TRAINER:
+            ret["_trainer"] = self._trainer.state_dict()
+        return ret
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        if not self._PARENT_SAVES_INNER_TRAINER and "_trainer" in state_dict:
+            self._trainer.load_state_dict(state_dict["_trainer"])
+
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         if output_folder is None:

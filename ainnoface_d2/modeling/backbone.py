@@ -77,9 +77,10 @@ class AInnoFaceFPN(Backbone):
 
     @property
     def size_divisibility(self):
-        # Pad to the coarsest stride so every C and P level has exactly input_size / stride
-        # cells and the two streams' anchors coincide.
-        return 128
+        # res5 needs a multiple of 32. C6/C7 and P6/P7 come from maps of the same size through
+        # the same stride-2 convs, so the C and P streams stay aligned level by level without
+        # padding to 128 (which would cost up to 4x more padding pixels).
+        return 32
 
     def forward(self, x):
         bottom_up = self.bottom_up(x)

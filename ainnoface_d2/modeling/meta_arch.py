@@ -203,66 +203,69 @@ class AInnoFace(DenseDetector):
         for lvl, r in zip(self.str_levels, refined):
             anchors2[:, slices[lvl]] = r
 
-        storage = get_event_storage()
-        losses = {}
+        # Each term: (kind, positive-anchor mask, inputs of the loss).
+        terms = {}
         if self.stc_levels:
             lab = cat([labels1[:, slices[i]] for i in self.stc_levels], dim=1)
-            logits1 = cat(step1_logits, dim=1)
-            losses["loss_cls_stc"] = self._cls_loss(logits1, lab, lab >= 0, "stc")
+            valid = lab >= 0
+            terms["stc"] = ("cls", valid & (lab != k), cat(step1_logits, dim=1), lab, valid)
         if self.str_levels:
             lab = cat([labels1[:, slices[i]] for i in self.str_levels], dim=1)
             gt = cat([boxes1[:, slices[i]] for i in self.str_levels], dim=1)
             a = cat([anchors[i].tensor for i in self.str_levels]).unsqueeze(0).expand_as(gt)
-            losses["loss_box_str"] = self._box_loss(a, cat(step1_deltas, 1), gt, lab, "str")
-
+            fg = (lab >= 0) & (lab != k)
+            terms["str"] = ("box", fg, a, cat(step1_deltas, dim=1), gt)
         valid2 = labels2 >= 0
         if self.stc_levels:
             # STC: anchors that step 1 confidently calls background leave step 2's cls loss.
-            keep = self._stc_keep(step1_logits)
-            for i, kp in zip(self.stc_levels, keep):
-                valid2[:, slices[i]] &= kp
-            storage.put_scalar("stc_kept_fraction", float(valid2.float().mean()))
-        losses["loss_cls"] = self._cls_loss(cat(step2_logits, dim=1), labels2, valid2, "cls")
-        losses["loss_box"] = self._box_loss(anchors2, cat(step2_deltas, 1), boxes2, labels2, "box")
-        return {name: loss * self.loss_weights[name] for name, loss in losses.items()}
+            for i, keep in zip(self.stc_levels, self._stc_keep(step1_logits)):
+                valid2[:, slices[i]] &= keep
+        fg2 = (labels2 >= 0) & (labels2 != k)
+        terms["cls"] = ("cls", valid2 & fg2, cat(step2_logits, dim=1), labels2, valid2)
+        terms["box"] = ("box", fg2, anchors2, cat(step2_deltas, dim=1), boxes2)
+
+        # One host-device sync for all the positive counts (and the logged STC statistic).
+        stats = [t[1].sum() for t in terms.values()] + [valid2.float().mean()]
+        stats = torch.stack(stats).tolist()
+        storage = get_event_storage()
+        if self.stc_levels:
+            storage.put_scalar("stc_kept_fraction", stats[-1])
+        losses = {}
+        for (name, (kind, fg, *inputs)), num_pos in zip(terms.items(), stats):
+            storage.put_scalar(f"num_pos_anchors_{name}", num_pos / n)
+            normalizer = self._ema_update(f"loss_normalizer_{name}", max(num_pos, 1), 100)
+            if kind == "cls":
+                logits, labels, valid = inputs
+                loss = self._cls_loss(logits, labels, valid)
+            else:
+                anchors_t, deltas, gt_boxes = inputs
+                loss = box_regression_loss(
+                    self.box_reg_loss_type,
+                    self.box2box_transform,
+                    anchors_t[fg],
+                    deltas[fg],
+                    gt_boxes[fg],
+                    self.smooth_l1_beta,
+                )
+            key = {"stc": "loss_cls_stc", "str": "loss_box_str"}.get(name, f"loss_{name}")
+            losses[key] = loss / normalizer * self.loss_weights[key]
+        return losses
 
     def _stc_keep(self, step1_logits: List[Tensor]) -> List[Tensor]:
         """Per STC level, (N, R_l) masks of anchors whose step-1 face probability is high enough."""
         min_face_prob = 1.0 - self.stc_neg_thresh
         return [x.detach().sigmoid().amax(dim=2) > min_face_prob for x in step1_logits]
 
-    def _normalizer(self, name: str, num_pos: Tensor) -> float:
-        num_pos = num_pos.item()
-        get_event_storage().put_scalar(f"num_pos_anchors_{name}", num_pos / self._num_images)
-        return self._ema_update(f"loss_normalizer_{name}", max(num_pos, 1), 100)
-
-    def _cls_loss(self, logits: Tensor, labels: Tensor, valid: Tensor, name: str) -> Tensor:
-        pos = valid & (labels != self.num_classes)
-        self._num_images = labels.shape[0]
-        normalizer = self._normalizer(name, pos.sum())
+    def _cls_loss(self, logits: Tensor, labels: Tensor, valid: Tensor) -> Tensor:
+        """Summed sigmoid focal loss of the valid anchors (label ``num_classes``: background)."""
         target = F.one_hot(labels[valid], num_classes=self.num_classes + 1)[:, :-1]
-        loss = sigmoid_focal_loss_jit(
+        return sigmoid_focal_loss_jit(
             logits[valid],
             target.to(logits.dtype),
             alpha=self.focal_loss_alpha,
             gamma=self.focal_loss_gamma,
             reduction="sum",
         )
-        return loss / normalizer
-
-    def _box_loss(self, anchors, deltas, gt_boxes, labels, name) -> Tensor:
-        pos = (labels >= 0) & (labels != self.num_classes)
-        self._num_images = labels.shape[0]
-        normalizer = self._normalizer(name, pos.sum())
-        loss = box_regression_loss(
-            self.box_reg_loss_type,
-            self.box2box_transform,
-            anchors[pos],
-            deltas[pos],
-            gt_boxes[pos],
-            self.smooth_l1_beta,
-        )
-        return loss / normalizer
 
     @torch.no_grad()
     def label_anchors(self, anchors: List[Boxes], refined: List[Tensor], gt_instances):

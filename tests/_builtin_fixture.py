@@ -1,0 +1,84 @@
+"""Test helpers: a tiny built-in face dataset in a temporary directory, and a tiny training config.
+
+Used by ``tests/test_distributed.py`` and ``tests/test_resume.py`` (and by ``tools/gpu_check.sh``
+through ``tools/benchmark.py``'s AMP check, which builds the same dataset). The dataset is written
+by :func:`ainnoface_d2.data.builtin_faces.build_builtin_faces` in the official WIDER FACE layout,
+converted to COCO JSON by :func:`ainnoface_d2.data.wider_face.convert_wider_face` and registered
+under a prefix of the caller's choice, so that it never collides with the default
+``builtin_faces_*`` names.
+"""
+
+import importlib.util
+import os
+
+import ainnoface_d2  # noqa: F401  (compat shims before detectron2)
+from ainnoface_d2.data.builtin_faces import build_builtin_faces
+from ainnoface_d2.data.datasets import register_wider_face_splits
+from ainnoface_d2.data.wider_face import convert_wider_face
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL_CONFIG = os.path.join(REPO, "configs", "ainnoface_R18_cpu.yaml")
+
+
+def load_train_net():
+    """tools/train_net.py as a module (it is a script, not part of the package)."""
+    path = os.path.join(REPO, "tools", "train_net.py")
+    spec = importlib.util.spec_from_file_location("ainnoface_train_net", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_tiny_faces(root, num_train=8, num_val=4, seed=0):
+    """Write (once) and convert the built-in dataset under ``root``; returns ``root``."""
+    root = os.fspath(root)
+    build_builtin_faces(root, seed=seed, num_train=num_train, num_val=num_val, num_test=0)
+    if not all(
+        os.path.isfile(os.path.join(root, "annotations", f"wider_face_{s}.json"))
+        for s in ("train", "val")
+    ):
+        convert_wider_face(root, splits=("train", "val"))
+    return root
+
+
+def register_tiny_faces(prefix, root):
+    """Register ``<prefix>_train`` / ``<prefix>_val`` for ``root``; returns the two names."""
+    return register_wider_face_splits(prefix, root, splits=("train", "val"))
+
+
+def tiny_train_opts(prefix, output_dir, **overrides):
+    """Command-line style overrides that shrink ``configs/ainnoface_R18_cpu.yaml`` to seconds.
+
+    Narrower than the CPU config (as ``tiny_cfg`` in tests/test_model.py), 128x128 crops,
+    test images resized to a short side of 128, no periodic evaluation or extra outputs.
+    """
+    opts = {
+        "MODEL.FPN.OUT_CHANNELS": 32,
+        "MODEL.AINNOFACE.RFE_BRANCH_CHANNELS": 8,
+        "MODEL.AINNOFACE.C6_CHANNELS": 64,
+        "MODEL.AINNOFACE.C7_CHANNELS": 32,
+        "MODEL.AINNOFACE.TOPK_CANDIDATES_TEST": 200,
+        "INPUT.FACE.TRAIN_SIZE": 128,
+        "INPUT.MIN_SIZE_TEST": 128,
+        "INPUT.MAX_SIZE_TEST": 192,
+        "DATASETS.TRAIN": f"('{prefix}_train',)",
+        "DATASETS.TEST": f"('{prefix}_val',)",
+        "DATALOADER.NUM_WORKERS": 0,
+        "SOLVER.IMS_PER_BATCH": 2,
+        "SOLVER.WARMUP_ITERS": 2,
+        "SOLVER.STEPS": "(6,)",
+        "SOLVER.MAX_ITER": 8,
+        "SOLVER.CHECKPOINT_PERIOD": 1000,
+        "TEST.EVAL_PERIOD": 0,
+        "TEST.DETECTIONS_PER_IMAGE": 100,
+        "TEST.WIDER_FACE.WRITE_SUBMISSION": False,
+        "TEST.WIDER_FACE.PLOT_PR_CURVES": False,
+        "TEST.WIDER_FACE.COCO_EVAL": False,
+        "SEED": 0,
+        "OUTPUT_DIR": os.fspath(output_dir),
+    }
+    opts.update(overrides)
+    out = []
+    for k, v in opts.items():
+        out += [k, str(v)]
+    return out

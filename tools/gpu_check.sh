@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The GPU check of issue 5, in one run (about 5-8 minutes on an H100/H200), from the repo root:
+#
+#   1. installs the project's Python dependencies from .whl/ if detectron2 is not importable;
+#   2. runs tools/benchmark.py: AInnoFace R152 vs stock RetinaNet R152 P2-P7 (same process),
+#      training bs8 @ 1024 and inference, fp32 and AMP; FLOPs; the data mapper per CPU core; the
+#      WIDER FACE evaluator on the full val ground truth (if ../shared or datasets/ has it); the
+#      AMP stability run (the R18 config, 300 iterations, SOLVER.AMP.ENABLED, built-in faces)
+#      and the fp16-vs-fp32 agreement of its detections; it prints ONE table.
+#
+# Everything it writes goes to $OUT (default /tmp/gpu_check): benchmark.json, benchmark.log.
+#
+# Preparing .whl/ here (once; .whl/ is in .gitignore). The device has torch/torchvision, numpy,
+# opencv, scipy, scikit-image, matplotlib, pyyaml, tqdm, tabulate, portalocker, cloudpickle,
+# Pillow; it lacks detectron2 and these (Python 3.12 there):
+#
+#   mkdir -p .whl
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#       --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+#       --platform manylinux2014_x86_64 -d .whl pycocotools==2.0.11 iopath==0.1.9 yacs==0.1.8 \
+#       termcolor==3.3.0 omegaconf==2.3.1
+#   # fvcore and antlr4 (omegaconf's parser) exist on PyPI only as sdists: build pure wheels.
+#   python3 -m pip download --no-deps --no-binary=:all: -d /tmp/sdists \
+#       fvcore==0.1.5.post20221221 antlr4-python3-runtime==4.9.3
+#   .venv/bin/python -m pip wheel --no-deps -w .whl /tmp/sdists/*.tar.gz
+#   # detectron2 v0.6, pure Python (as tools/install_detectron2.py installed it in .venv):
+#   rm -rf /tmp/d2w && mkdir /tmp/d2w && cp -r .venv/lib/python3.11/site-packages/detectron2 \
+#       /tmp/d2w/ && find /tmp/d2w -name __pycache__ -prune -exec rm -rf {} +
+#   printf '%s\n' 'from setuptools import find_packages, setup' \
+#       'setup(name="detectron2", version="0.6", packages=find_packages(include=["detectron2*"]),' \
+#       '      package_data={"detectron2": ["model_zoo/configs/**/*"]})' > /tmp/d2w/setup.py
+#   .venv/bin/python -m pip wheel --no-deps -w .whl /tmp/d2w
+#
+#   # the official WIDER FACE val ground truth (4 .mat files) for the evaluator timing: ../shared
+#   # does not travel, so it goes along inside .whl/
+#   cp -r ../shared/widerface/ground_truth .whl/
+#
+# (about 4 MB in all). Run it with the device tool: command "bash tools/gpu_check.sh", carry
+# [".whl"], timeout_s 560. Smoke test here on CPU (tiny sizes, a few minutes):
+#   GPU_CHECK_SMOKE=1 bash tools/gpu_check.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-/tmp/gpu_check}"
+mkdir -p "$OUT"
+PY="${PYTHON:-python3}"
+if [ -x .venv/bin/python ] && ! "$PY" -c "import torch" 2>/dev/null; then PY=.venv/bin/python; fi
+
+if ! "$PY" -c "import detectron2, fvcore, pycocotools" 2>/dev/null; then
+    if [ ! -d .whl ]; then
+        echo "detectron2 is not importable and there is no .whl/ folder: see the top of $0" >&2
+        exit 2
+    fi
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || exit 3
+    export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version \
+    --format=csv,noheader
+"$PY" -c "import ainnoface_d2, detectron2, torch; print('torch', torch.__version__, \
+'cuda', torch.cuda.is_available(), 'detectron2', detectron2.__version__)" || exit 4
+
+GT=""
+for d in .whl/ground_truth datasets/wider_face/eval_tools/ground_truth \
+    ../shared/widerface/ground_truth; do
+    if [ -f "$d/wider_face_val.mat" ]; then GT="$d"; break; fi
+done
+WHAT="train,infer,flops,mapper,amp"
+if [ -n "$GT" ]; then WHAT="$WHAT,eval"; else echo "no WIDER val ground truth: eval skipped"; fi
+
+if [ -n "${GPU_CHECK_SMOKE:-}" ]; then
+    # The same code paths on CPU, tiny: R18 config, 128 px, a few steps.
+    ARGS=(--config-file configs/ainnoface_R18_cpu.yaml --device cpu --batch 1 --size 128
+          --infer-batch 2 --train-iters 1 --infer-iters 1 --mapper-iters 5 --mapper-images 2
+          --eval-reps 1 --amp-iters 4 --amp-batch 2 --amp-images 8 --amp-val-images 3 --amp-workers 0
+          --amp-opts INPUT.MIN_SIZE_TEST 256 INPUT.MAX_SIZE_TEST 320)
+else
+    ARGS=(--config-file configs/ainnoface_R152.yaml --device cuda --amp both --batch 8 --size 1024
+          --infer-batch 8 --amp-iters 300 --amp-batch 8 --amp-workers 8)
+fi
+[ -n "$GT" ] && ARGS+=(--wider-gt "$GT")
+
+"$PY" tools/benchmark.py "${ARGS[@]}" --what "$WHAT" --json "$OUT/benchmark.json" \
+    2>&1 | tee "$OUT/benchmark.log" | grep -v -E "^\s*warnings.warn|Warning:"
+exit "${PIPESTATUS[0]}"
