@@ -42,26 +42,6 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _allow_cpu_ddp():
-    """Workaround, see the report: detectron2 v0.6's ``create_ddp_model`` always passes
-    ``device_ids=[local_rank]``, which torch's DistributedDataParallel rejects for a CPU model.
-    Passing ``device_ids=None`` for CPU models is what DDP expects; nothing changes on GPUs."""
-    from detectron2.engine import defaults
-    from detectron2.utils import comm
-
-    original = defaults.create_ddp_model
-    if getattr(original, "_handles_cpu", False):
-        return
-
-    def create_ddp_model(model, **kwargs):
-        if comm.get_world_size() > 1 and all(p.device.type == "cpu" for p in model.parameters()):
-            kwargs.setdefault("device_ids", None)
-        return original(model, **kwargs)
-
-    create_ddp_model._handles_cpu = True
-    defaults.create_ddp_model = create_ddp_model
-
-
 def _worker(rank, world_size, dist_url, data_root, output_dir, opts):
     import torch.distributed as dist
     from detectron2.utils import comm
@@ -75,7 +55,10 @@ def _worker(rank, world_size, dist_url, data_root, output_dir, opts):
     try:
         train_net = load_train_net()
         register_tiny_faces(PREFIX, data_root)
-        _allow_cpu_ddp()
+        # ainnoface_d2.compat makes detectron2's create_ddp_model accept CPU models
+        from detectron2.engine import defaults
+
+        assert defaults.create_ddp_model._handles_cpu
         args = train_net.default_argument_parser().parse_args(
             ["--config-file", SMALL_CONFIG, *opts]
         )

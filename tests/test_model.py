@@ -150,6 +150,21 @@ def test_rfe_shapes_and_residual():
     rfe = RFE(32, 8)
     x = torch.randn(2, 32, 9, 13)
     assert rfe(x).shape == x.shape
+    # The block equals SRN's four separate branches 1x1 -> k -> 1x1 (ReLU after each), written
+    # out here with the corresponding slices of the merged weights.
+    F = torch.nn.functional
+    branches = []
+    for i, (kh, kw) in enumerate([(1, 5), (5, 1), (1, 3), (3, 1)]):
+        sl = slice(8 * i, 8 * (i + 1))
+        h = F.relu(F.conv2d(x, rfe.entry.weight[sl], rfe.entry.bias[sl]))
+        assert rfe.middle[i].weight.shape[-2:] == (kh, kw)
+        h = F.relu(
+            F.conv2d(h, rfe.middle[i].weight, rfe.middle[i].bias, padding=(kh // 2, kw // 2))
+        )
+        h = F.relu(F.conv2d(h, rfe.exit.weight[sl], rfe.exit.bias[sl]))
+        branches.append(h)
+    fused = F.relu(F.conv2d(torch.cat(branches, 1), rfe.fuse.weight, rfe.fuse.bias))
+    assert torch.allclose(rfe(x), x + fused, atol=1e-5)
     for p in rfe.fuse.parameters():
         torch.nn.init.zeros_(p)
     assert torch.equal(rfe(x), x)  # with the fuse conv at zero only the residual remains

@@ -184,14 +184,15 @@ class AInnoFace(DenseDetector):
             refined.append(boxes.view(n, r, 4))
         return refined
 
+    def _transpose(self, predictions):
+        """The head's four lists of (N, A*K, H, W) maps as lists of (N, H*W*A, K) tensors."""
+        dims = (self.num_classes, self.num_classes, 4, 4)
+        return [[permute_to_N_HWA_K(x, d) for x in maps] for maps, d in zip(predictions, dims)]
+
     # ------------------------------------------------------------------ training
     def forward_training(self, images: ImageList, features, predictions, gt_instances):
         k = self.num_classes
-        step1_logits, step2_logits, step1_deltas, step2_deltas = predictions
-        step1_logits = [permute_to_N_HWA_K(x, k) for x in step1_logits]
-        step2_logits = [permute_to_N_HWA_K(x, k) for x in step2_logits]
-        step1_deltas = [permute_to_N_HWA_K(x, 4) for x in step1_deltas]
-        step2_deltas = [permute_to_N_HWA_K(x, 4) for x in step2_deltas]
+        step1_logits, step2_logits, step1_deltas, step2_deltas = self._transpose(predictions)
 
         anchors = self.anchors(features[self.num_levels :])
         slices = self._level_slices(anchors)
@@ -308,12 +309,7 @@ class AInnoFace(DenseDetector):
 
     # ------------------------------------------------------------------ inference
     def forward_inference(self, images: ImageList, features, predictions):
-        k = self.num_classes
-        step1_logits, step2_logits, step1_deltas, step2_deltas = predictions
-        step1_logits = [permute_to_N_HWA_K(x, k) for x in step1_logits]
-        step2_logits = [permute_to_N_HWA_K(x, k) for x in step2_logits]
-        step1_deltas = [permute_to_N_HWA_K(x, 4) for x in step1_deltas]
-        step2_deltas = [permute_to_N_HWA_K(x, 4) for x in step2_deltas]
+        step1_logits, step2_logits, step1_deltas, step2_deltas = self._transpose(predictions)
         anchors = self.anchors(features[self.num_levels :])
         refined = dict(zip(self.str_levels, self._refine(step1_deltas, anchors)))
         stc_keep = dict(zip(self.stc_levels, self._stc_keep(step1_logits)))

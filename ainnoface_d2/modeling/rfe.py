@@ -4,6 +4,10 @@ Faces are taller than wide and vary in aspect ratio, while a 3x3 head sees a squ
 adds four branches with rectangular receptive fields, 1x1 -> {1x5, 5x1, 1x3, 3x1} -> 1x1, each conv
 followed by ReLU, concatenates them back to the input width, mixes them with a 1x1 conv + ReLU and
 adds the block's input (residual).
+
+The four entry 1x1 convs are computed as one conv with four times the outputs, and the four exit
+1x1 convs as one grouped conv (groups=4): the same function as separate branches, with 7 instead
+of 13 convolution calls per block.
 """
 
 import torch
@@ -17,27 +21,25 @@ _KERNELS = ((1, 5), (5, 1), (1, 3), (3, 1))
 class RFE(nn.Module):
     def __init__(self, channels, branch_channels=64):
         super().__init__()
-        if branch_channels * len(_KERNELS) != channels:
+        n = len(_KERNELS)
+        if branch_channels * n != channels:
             raise ValueError(
-                f"RFE concatenates {len(_KERNELS)} branches of {branch_channels} channels; this "
+                f"RFE concatenates {n} branches of {branch_channels} channels; this "
                 f"must equal the input width {channels} for the residual add"
             )
-        self.branches = nn.ModuleList()
-        for kh, kw in _KERNELS:
-            self.branches.append(
-                nn.Sequential(
-                    nn.Conv2d(channels, branch_channels, 1),
-                    nn.ReLU(inplace=True),
-                    nn.Conv2d(
-                        branch_channels, branch_channels, (kh, kw), padding=(kh // 2, kw // 2)
-                    ),
-                    nn.ReLU(inplace=True),
-                    nn.Conv2d(branch_channels, branch_channels, 1),
-                    nn.ReLU(inplace=True),
-                )
-            )
+        self.branch_channels = branch_channels
+        # Entry 1x1 of every branch, stacked along the output channels (branch i: chunk i).
+        self.entry = nn.Conv2d(channels, n * branch_channels, 1)
+        self.middle = nn.ModuleList(
+            nn.Conv2d(branch_channels, branch_channels, (kh, kw), padding=(kh // 2, kw // 2))
+            for kh, kw in _KERNELS
+        )
+        # Exit 1x1 of every branch: group i maps chunk i to output chunk i.
+        self.exit = nn.Conv2d(n * branch_channels, n * branch_channels, 1, groups=n)
         self.fuse = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x):
-        y = torch.cat([branch(x) for branch in self.branches], dim=1)
+        chunks = torch.relu(self.entry(x)).split(self.branch_channels, dim=1)
+        y = torch.cat([torch.relu(conv(c)) for conv, c in zip(self.middle, chunks)], dim=1)
+        y = torch.relu(self.exit(y))
         return x + torch.relu(self.fuse(y))
