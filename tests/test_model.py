@@ -11,6 +11,7 @@ from ainnoface_d2.modeling import RFE, iou_loss
 import numpy as np
 import pytest
 import torch
+from _builtin_fixture import TINY_MODEL_OPTS
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils.events import EventStorage
@@ -23,13 +24,8 @@ SMALL = os.path.join(REPO, "configs", "ainnoface_R18_cpu.yaml")
 
 def tiny_cfg(**overrides):
     """The CPU config, shrunk further so that a test trains in seconds."""
-    opts = [
-        "MODEL.FPN.OUT_CHANNELS", 32,
-        "MODEL.AINNOFACE.RFE_BRANCH_CHANNELS", 8,
-        "MODEL.AINNOFACE.C6_CHANNELS", 64,
-        "MODEL.AINNOFACE.C7_CHANNELS", 32,
-    ]  # fmt: skip
-    for k, v in overrides.items():
+    opts = []
+    for k, v in {**TINY_MODEL_OPTS, **overrides}.items():
         opts += [k, v]
     return get_ainnoface_cfg(SMALL, opts)
 
