@@ -38,6 +38,9 @@ def _add_model_config(cfg):
     _A.USE_RFE = True
     # Width of each of RFE's four branches (SRN: 64, so the concatenation is 256).
     _A.RFE_BRANCH_CHANNELS = 64
+    # Normalisation after the subnets' 3x3 convs: "" (none, SRN) or a Detectron2 norm name such
+    # as "GN" (group norm, 32 groups), which makes training from scratch much more stable.
+    _A.HEAD_NORM = ""
     # Prior probability of a face used to initialise the classification bias (RetinaNet).
     _A.PRIOR_PROB = 0.01
     # First-step matching (STC step 1 and STR step 1): IoU >= 0.7 face, < 0.3 background.
@@ -115,6 +118,8 @@ def _add_test_config(cfg):
     # Enlarged copies: scale step (1.5^t) and the largest side of the boxes kept from them.
     _T.ENLARGE_STEP = 1.5
     _T.ENLARGE_KEEP_MAX_SIDE = 100.0
+    # False: no enlarged copies (only the image, its flip and the shrunk copy).
+    _T.ENLARGE = True
     # Box voting: boxes overlapping at IoU >= VOTE_IOU are merged.
     _T.VOTE_IOU = 0.5
     # WIDER FACE evaluator outputs (ainnoface_d2/evaluation/wider_face_evaluation.py).

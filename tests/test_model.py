@@ -183,6 +183,36 @@ def test_maxout_background_label():
     assert build_model(cfg).head.maxout_score is None
 
 
+def test_head_group_norm_option():
+    """MODEL.AINNOFACE.HEAD_NORM "GN" puts a group norm (shared by all levels) after each 3x3
+    conv of both subnets; the default "" is SRN's head without normalisation."""
+    plain = build_model(tiny_cfg(**{"MODEL.AINNOFACE.HEAD_NORM": ""})).head
+    assert not any(isinstance(m, torch.nn.GroupNorm) for m in plain.modules())
+    head = build_model(tiny_cfg(**{"MODEL.AINNOFACE.HEAD_NORM": "GN"})).head
+    for subnet in (head.cls_subnet, head.bbox_subnet):
+        norms = [m for m in subnet if isinstance(m, torch.nn.GroupNorm)]
+        assert len(norms) == 2 and all(n.num_groups == 32 for n in norms)
+    F = torch.nn.functional
+    x = torch.randn(2, 32, 10, 12) * 3 + 1
+    conv, norm = head.cls_subnet[0], head.cls_subnet[1]
+    assert conv.bias is None  # the norm's shift replaces it
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+        y = F.conv2d(x, conv.weight, padding=1).view(2, 32, -1)  # 32 groups of 1 channel
+        mean, var = y.mean(-1, keepdim=True), y.var(-1, unbiased=False, keepdim=True)
+        expected = (y - mean) / torch.sqrt(var + 1e-5)
+        expected = expected.view(2, 32, 10, 12) * norm.weight[:, None, None] + norm.bias[
+            :, None, None
+        ]
+        assert torch.allclose(head.cls_subnet[:3](x), F.relu(expected), atol=1e-4)
+        # every level and both steps still get logits and deltas of the right shape
+        feats = [torch.randn(1, 32, 64 // 2**i, 64 // 2**i) for i in range(6)] * 2
+        s1_logits, s2_logits, s1_deltas, s2_deltas = head(feats)
+    assert [t.shape[1] for t in s2_logits] == [2] * 6 and [t.shape[1] for t in s2_deltas] == [8] * 6
+    assert len(s1_logits) == 3 and len(s1_deltas) == 3
+
+
 def test_label_anchors_two_steps_and_refined_anchors():
     """Step 1 uses 0.7/0.3 on the original anchors; step 2 uses 0.5/0.4 and, on STR levels,
     the refined anchors."""

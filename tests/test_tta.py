@@ -137,6 +137,19 @@ def test_copies_large_image():
     assert _scales(face_tta_copies(100, 100, max_side=100)) == [1.0, 1.0, 0.75, 0.5]
 
 
+def test_copies_without_enlargement():
+    # enlarge=False keeps the image, its flip and the shrunk copy; large images are unaffected
+    # (they are never enlarged).
+    assert face_tta_copies(20, 25, max_side=100, enlarge=False) == [
+        TTACopy(1.0, False, "all"),
+        TTACopy(1.0, True, "all"),
+        TTACopy(0.5, False, "large"),
+    ]
+    assert face_tta_copies(200, 200, max_side=100, enlarge=False) == face_tta_copies(
+        200, 200, max_side=100
+    )
+
+
 def test_copies_bad_arguments():
     with pytest.raises(ValueError, match="ENLARGE_STEP"):
         face_tta_copies(10, 10, max_side=100, enlarge_step=1.0)
@@ -150,8 +163,10 @@ def test_from_config_reads_face_keys():
     cfg.TEST.AUG.FACE.MAX_SIDE = 1400
     cfg.TEST.AUG.FLIP = False
     cfg.TEST.DETECTIONS_PER_IMAGE = 123
+    cfg.TEST.AUG.FACE.ENLARGE = False
     tta = AInnoFaceWithTTA(cfg, SquareDetector().eval())
     assert tta.max_side == 1400 and tta.flip is False and tta.max_detections == 123
+    assert not tta.enlarge and _scales(tta.copies(20, 25)) == [1.0, 0.5]
     assert (tta.shrink_scale, tta.shrink_keep_min_side) == (0.5, 30.0)
     assert (tta.enlarge_step, tta.enlarge_keep_max_side, tta.vote_iou) == (1.5, 100.0, 0.5)
 

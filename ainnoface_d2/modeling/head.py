@@ -15,7 +15,7 @@ import math
 from typing import List
 
 from detectron2.config import configurable
-from detectron2.layers import ShapeSpec
+from detectron2.layers import ShapeSpec, get_norm
 from detectron2.modeling.anchor_generator import build_anchor_generator
 from torch import Tensor, nn
 
@@ -24,11 +24,19 @@ from .rfe import RFE
 __all__ = ["AInnoFaceHead"]
 
 
-def _subnet(channels, use_rfe, rfe_branch_channels):
-    layers = [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
+def _conv_block(channels, norm):
+    """3x3 conv (+ norm) + ReLU. The norm layer is shared by every level, as in FCOS."""
+    layers = [nn.Conv2d(channels, channels, 3, padding=1, bias=not norm)]
+    if norm:
+        layers.append(get_norm(norm, channels))
+    return layers + [nn.ReLU(inplace=True)]
+
+
+def _subnet(channels, use_rfe, rfe_branch_channels, norm=""):
+    layers = _conv_block(channels, norm)
     if use_rfe:
         layers.append(RFE(channels, rfe_branch_channels))
-    layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
+    layers += _conv_block(channels, norm)
     return nn.Sequential(*layers)
 
 
@@ -48,6 +56,7 @@ class AInnoFaceHead(nn.Module):
         use_rfe: bool = True,
         rfe_branch_channels: int = 64,
         prior_prob: float = 0.01,
+        norm: str = "",
     ):
         """
         Args:
@@ -57,6 +66,8 @@ class AInnoFaceHead(nn.Module):
             num_levels: number of pyramid levels (C and P streams each have this many).
             stc_levels / str_levels: level indices with two-step classification / regression.
             maxout_levels: level indices with the max-out background label (if num_maxout_bg > 0).
+            norm: normalisation after the subnets' 3x3 convs ("" = none, as in SRN; "GN" helps
+                training from scratch).
         """
         super().__init__()
         self.num_anchors = num_anchors
@@ -67,8 +78,8 @@ class AInnoFaceHead(nn.Module):
         self.num_maxout_bg = num_maxout_bg
         self.maxout_levels = set(maxout_levels) if num_maxout_bg > 0 else set()
 
-        self.cls_subnet = _subnet(in_channels, use_rfe, rfe_branch_channels)
-        self.bbox_subnet = _subnet(in_channels, use_rfe, rfe_branch_channels)
+        self.cls_subnet = _subnet(in_channels, use_rfe, rfe_branch_channels, norm)
+        self.bbox_subnet = _subnet(in_channels, use_rfe, rfe_branch_channels, norm)
         self.cls_score = nn.Conv2d(in_channels, num_anchors * num_classes, 1)
         self.bbox_pred = nn.Conv2d(in_channels, num_anchors * 4, 1)
         self.maxout_score = (
@@ -78,7 +89,8 @@ class AInnoFaceHead(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.normal_(module.weight, mean=0.0, std=0.01)
-                nn.init.constant_(module.bias, 0.0)
+                if module.bias is not None:
+                    nn.init.constant_(module.bias, 0.0)
         nn.init.constant_(self.cls_score.bias, -math.log((1 - prior_prob) / prior_prob))
 
     @classmethod
@@ -102,6 +114,7 @@ class AInnoFaceHead(nn.Module):
             "use_rfe": a.USE_RFE,
             "rfe_branch_channels": a.RFE_BRANCH_CHANNELS,
             "prior_prob": a.PRIOR_PROB,
+            "norm": a.HEAD_NORM,
         }
 
     def classify(self, x: Tensor, level: int) -> Tensor:
