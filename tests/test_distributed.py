@@ -110,9 +110,10 @@ def test_two_process_training_and_gathered_evaluation(data_root, tmp_path):
         # GroupNorm: BatchNorm's running statistics are per rank under DDP
         # (create_ddp_model(broadcast_buffers=False)); with GN every tensor is synchronised.
         "MODEL.RESNETS.NORM": "GN",
-        # Every candidate counts, so that a barely trained model still has detections and a
-        # non-trivial AP to compare.
+        # Every candidate counts (no score threshold, up to 1000 per image), so that a barely
+        # trained model still has detections that overlap faces and a non-trivial AP to compare.
         "MODEL.AINNOFACE.SCORE_THRESH_TEST": 0.0,
+        "TEST.DETECTIONS_PER_IMAGE": 1000,
         "SOLVER.MAX_ITER": max_iter,
         "SOLVER.STEPS": "(4,)",
         "SOLVER.IMS_PER_BATCH": 2 * WORLD_SIZE,

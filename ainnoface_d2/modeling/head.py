@@ -24,11 +24,20 @@ from .rfe import RFE
 __all__ = ["AInnoFaceHead"]
 
 
+def _norm(norm, channels):
+    if norm == "GN" and channels < 64:
+        # Detectron2's GN has 32 groups. Below 64 channels a group would hold one channel, which
+        # on a 1x1 map (P7 of a small image) normalises to a constant (torch refuses it): keep
+        # at least two channels per group.
+        return nn.GroupNorm(max(1, channels // 2), channels)
+    return get_norm(norm, channels)
+
+
 def _conv_block(channels, norm):
     """3x3 conv (+ norm) + ReLU. The norm layer is shared by every level, as in FCOS."""
     layers = [nn.Conv2d(channels, channels, 3, padding=1, bias=not norm)]
     if norm:
-        layers.append(get_norm(norm, channels))
+        layers.append(_norm(norm, channels))
     return layers + [nn.ReLU(inplace=True)]
 
 
