@@ -206,9 +206,9 @@ def test_head_group_norm_option():
         y = F.conv2d(x, conv.weight, padding=1).view(2, 16, -1)  # 16 groups of 2 channels
         mean, var = y.mean(-1, keepdim=True), y.var(-1, unbiased=False, keepdim=True)
         expected = (y - mean) / torch.sqrt(var + 1e-5)
-        expected = expected.view(2, 32, 10, 12) * norm.weight[:, None, None] + norm.bias[
-            :, None, None
-        ]
+        expected = (
+            expected.view(2, 32, 10, 12) * norm.weight[:, None, None] + norm.bias[:, None, None]
+        )
         assert torch.allclose(head.cls_subnet[:3](x), F.relu(expected), atol=1e-4)
         # every level and both steps get logits and deltas of the right shape, down to a 1x1 P7
         feats = [torch.randn(1, 32, 32 // 2**i, 32 // 2**i) for i in range(6)] * 2
