@@ -11,8 +11,9 @@ This is the full WIDER FACE workflow in miniature, on a laptop CPU in a few minu
 2. ``datasets/prepare_wider_face.py``: converts its annotations to COCO JSON, as for WIDER FACE;
 3. ``tools/train_net.py --config-file configs/ainnoface_R18_cpu.yaml --resume``: trains the small
    CPU model with Detectron2's DefaultTrainer, then evaluates it on the val split with the official
-   WIDER FACE protocol (easy / medium / hard AP) and COCO AP. ``--resume`` continues an
-   interrupted run, and only re-evaluates a finished one;
+   WIDER FACE protocol (easy / medium / hard AP) and COCO AP, once at the original scale and once
+   with test-time augmentation (``TEST.AUG.ENABLED``: flip + 0.5x copy, box voting). ``--resume``
+   continues an interrupted run, and only re-evaluates a finished one;
 4. ``tools/demo.py``: draws the detections on a few val images with Detectron2's Visualizer.
 
 Extra arguments are passed to ``tools/train_net.py`` as config overrides, for example
@@ -20,6 +21,7 @@ Extra arguments are passed to ``tools/train_net.py`` as config overrides, for ex
 """
 
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -64,7 +66,7 @@ def main(overrides):
     print("[3/4] training + WIDER FACE evaluation", flush=True)
     run(
         [sys.executable, "tools/train_net.py", "--config-file", CONFIG, "--resume"]
-        + ["OUTPUT_DIR", OUTPUT]
+        + ["OUTPUT_DIR", OUTPUT, "TEST.AUG.ENABLED", "True"]
         + list(overrides)
     )
 
@@ -79,14 +81,24 @@ def main(overrides):
     )
 
     inference = os.path.join(OUTPUT, "inference", "builtin_faces_val")
+    inference_tta = os.path.join(OUTPUT, "inference_TTA", "builtin_faces_val")
     print("\nDone. Results:")
     print(f"  model:            {os.path.join(OUTPUT, 'model_final.pth')}")
     print(f"  metrics:          {os.path.join(inference, 'wider_face_metrics.json')}")
+    print(f"  metrics with TTA: {os.path.join(inference_tta, 'wider_face_metrics.json')}")
     print(f"  PR curves:        {os.path.join(inference, 'wider_face_pr_curves.png')}")
     print(f"  submission files: {os.path.join(inference, 'wider_face_submission')}")
     print(f"  drawn images:     {demo_dir}")
     for f in sorted(glob.glob(os.path.join(demo_dir, "*"))):
         print(f"    {f}")
+    print("\nWIDER FACE AP on builtin_faces_val (easy / medium / hard, %):")
+    for name, folder in (("original scale", inference), ("with TTA", inference_tta)):
+        path = os.path.join(folder, "wider_face_metrics.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                m = json.load(f)
+            aps = " / ".join(f"{m[k]:.1f}" for k in ("AP_easy", "AP_medium", "AP_hard"))
+            print(f"  {name:15s} {aps}")
 
 
 if __name__ == "__main__":
