@@ -39,7 +39,8 @@ def _add_model_config(cfg):
     # Width of each of RFE's four branches (SRN: 64, so the concatenation is 256).
     _A.RFE_BRANCH_CHANNELS = 64
     # Normalisation after the subnets' 3x3 convs: "" (none, SRN) or a Detectron2 norm name such
-    # as "GN" (group norm, 32 groups), which makes training from scratch much more stable.
+    # as "GN" (group norm: 32 groups, or 2 channels per group below 64 channels), which makes
+    # training from scratch much more stable.
     _A.HEAD_NORM = ""
     # Prior probability of a face used to initialise the classification bias (RetinaNet).
     _A.PRIOR_PROB = 0.01

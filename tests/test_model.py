@@ -193,8 +193,8 @@ def test_head_group_norm_option():
         norms = [m for m in subnet if isinstance(m, torch.nn.GroupNorm)]
         # 32 channels: 16 groups of 2 (Detectron2's 32 groups from 64 channels up)
         assert len(norms) == 2 and all(n.num_groups == 16 for n in norms)
-    wide = {"MODEL.FPN.OUT_CHANNELS": 64, "MODEL.AINNOFACE.RFE_BRANCH_CHANNELS": 16}
-    wide = build_model(tiny_cfg(**wide, **{"MODEL.AINNOFACE.HEAD_NORM": "GN"}))
+    wide_opts = {"MODEL.FPN.OUT_CHANNELS": 64, "MODEL.AINNOFACE.RFE_BRANCH_CHANNELS": 16}
+    wide = build_model(tiny_cfg(**wide_opts, **{"MODEL.AINNOFACE.HEAD_NORM": "GN"}))
     assert wide.head.cls_subnet[1].num_groups == 32
     F = torch.nn.functional
     x = torch.randn(2, 32, 10, 12) * 3 + 1
