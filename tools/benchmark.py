@@ -53,6 +53,7 @@ import time
 
 import ainnoface_d2  # noqa: F401  (compat shims + registration; must precede detectron2 imports)
 from ainnoface_d2 import get_ainnoface_cfg
+from ainnoface_d2.runtime import tune_cpu_allocator
 
 import numpy as np
 import torch
@@ -153,24 +154,44 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def timeit(fns, warmup, reps, device):
-    """Median wall time of ``reps`` calls of each function after ``warmup`` untimed ones.
+def timeit(fns, warmup, reps, device, settle=0, samples=None):
+    """Median wall time of ``reps`` timed calls of each function after ``warmup`` untimed ones.
 
-    ``fns`` maps names to functions; with several, the timed calls alternate (A, B, A, B, ...),
-    so that a load that comes and goes on a shared machine affects all of them alike.
+    ``fns`` maps names to functions. With several, the repetitions take turns, in the order
+    A B, B A, A B, ..., so that a machine whose speed drifts (a shared host) and the order
+    affect all of them alike. ``settle`` untimed calls of the same function come right before
+    each timed call: each function is then timed in its own steady state (caches, allocator),
+    as a user who runs one model sees it, not just after the other one. ``samples``, a dict,
+    receives every timed call (``{name: [seconds, ...]}``, repetition by repetition).
     """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     _sync(device)
+    names = list(fns)
     times = {name: [] for name in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
+    for rep in range(reps):
+        for name in names if rep % 2 == 0 else names[::-1]:
+            for _ in range(settle):
+                fns[name]()
+            _sync(device)
             t = time.perf_counter()
-            fn()
+            fns[name]()
             _sync(device)
             times[name].append(time.perf_counter() - t)
+    if samples is not None:
+        samples.update(times)
     return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def paired_ratio(samples, inverse=False):
+    """Median over repetitions of AInnoFace's time / stock's time in the same repetition (the
+    two calls of a repetition are adjacent in time, so a slow spell of the machine cancels);
+    ``inverse`` for a throughput (stock time / AInnoFace time). None without both models."""
+    if not {"ainnoface", "stock"} <= set(samples):
+        return None
+    pairs = zip(samples["ainnoface"], samples["stock"])
+    return statistics.median(s / a if inverse else a / s for a, s in pairs)
 
 
 def _amp_modes(args, device):
@@ -181,8 +202,9 @@ def _amp_modes(args, device):
     return modes
 
 
-def bench_train(models, args, device):
-    """Training images/s (and peak memory on CUDA with one model) of ``{name: (model, cfg)}``."""
+def bench_train(models, args, device, paired):
+    """Training images/s (and peak memory on CUDA with one model) of ``{name: (model, cfg)}``;
+    ``paired`` receives the paired AInnoFace / stock ratios (see :func:`paired_ratio`)."""
     data = random_batch(args.batch, args.size, args.size, with_gt=True)
     optimizers = {name: build_optimizer(cfg, model) for name, (model, cfg) in models.items()}
     out = {name: {} for name in models}
@@ -206,8 +228,10 @@ def bench_train(models, args, device):
         if device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
-        t = timeit(steps, args.train_warmup, args.train_iters, device)
+        samples = {}
+        t = timeit(steps, args.train_warmup, args.train_iters, device, args.settle, samples)
         key = "amp" if amp else "fp32"
+        paired[f"train_img_s_{key}"] = paired_ratio(samples, inverse=True)
         for name in models:
             out[name][f"train_img_s_{key}"] = args.batch / t[name]
             logger.info("%s train %s: %.3f s/iter", name, key, t[name])
@@ -218,8 +242,9 @@ def bench_train(models, args, device):
     return out
 
 
-def bench_infer(models, args, device):
-    """Latency at batch 1 and throughput at ``--infer-batch`` of ``{name: (model, cfg)}``."""
+def bench_infer(models, args, device, paired):
+    """Latency at batch 1 and throughput at ``--infer-batch`` of ``{name: (model, cfg)}``;
+    ``paired`` receives the paired AInnoFace / stock ratios (see :func:`paired_ratio`)."""
     w, h = args.infer_size
     one = random_batch(1, h, w, with_gt=False)
     many = random_batch(args.infer_batch, h, w, with_gt=False) if args.infer_batch else None
@@ -234,11 +259,14 @@ def bench_infer(models, args, device):
         for model, _ in models.values():
             model.eval()
         fns = {name: (lambda m=m: infer(m, one)) for name, (m, _) in models.items()}
-        t1 = timeit(fns, args.infer_warmup, args.infer_iters, device)
+        samples = {}
+        t1 = timeit(fns, args.infer_warmup, args.infer_iters, device, args.settle, samples)
+        paired[f"infer_ms_bs1_{key}"] = paired_ratio(samples)
         if many:
             fns = {name: (lambda m=m: infer(m, many)) for name, (m, _) in models.items()}
             reps = max(3, args.infer_iters // 3)
-            tn = timeit(fns, max(1, args.infer_warmup // 2), reps, device)
+            tn = timeit(fns, max(1, args.infer_warmup // 2), reps, device, args.settle, samples)
+            paired[f"infer_img_s_bs{args.infer_batch}_{key}"] = paired_ratio(samples, inverse=True)
         for name in models:
             out[name][f"infer_ms_bs1_{key}"] = 1000 * t1[name]
             logger.info("%s infer %s: %.1f ms at batch 1", name, key, 1000 * t1[name])
@@ -295,12 +323,14 @@ def bench_models(args, device):
             results[name].update(count_flops(model, args))
         return model, cfgs[name]
 
+    paired = {}
+
     def measure(models):
         if "train" in args.what:
-            for name, res in bench_train(models, args, device).items():
+            for name, res in bench_train(models, args, device, paired).items():
                 results[name].update(res)
         if "infer" in args.what:
-            for name, res in bench_infer(models, args, device).items():
+            for name, res in bench_infer(models, args, device, paired).items():
                 results[name].update(res)
 
     if args.interleave:
@@ -311,6 +341,7 @@ def bench_models(args, device):
             measure({name: build(name)})
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+    results["paired"] = {k: v for k, v in paired.items() if v is not None}
     return results
 
 
@@ -545,7 +576,7 @@ def _fmt(v, digits=2):
 def print_table(args, device, results):
     rows = []
     m = results.get("models", {})
-    a, s = m.get("ainnoface", {}), m.get("stock", {})
+    a, s, paired = m.get("ainnoface", {}), m.get("stock", {}), m.get("paired", {})
     w, h = args.infer_size
     labels = [
         ("params_M", "parameters (M)"),
@@ -570,7 +601,10 @@ def print_table(args, device, results):
         ratio = None
         if isinstance(a.get(key), float) and isinstance(s.get(key), float) and s[key]:
             ratio = a[key] / s[key]
-        rows.append((label, _fmt(a.get(key)), _fmt(s.get(key)), _fmt(ratio, 3) if ratio else ""))
+        rows.append(
+            (label, _fmt(a.get(key)), _fmt(s.get(key)), _fmt(ratio, 3) if ratio else "",
+             _fmt(paired[key], 3) if key in paired else "")
+        )  # fmt: skip
     for name, d in (("AInnoFace", a), ("stock", s)):
         if "train_img_s_amp" in d and "train_img_s_fp32" in d:
             rows.append(
@@ -628,11 +662,17 @@ def print_table(args, device, results):
              f"{amp['amp_dtype']}: {amp['agree_amp_matched']}/{amp['agree_amp_total']}", "", "")
         )  # fmt: skip
 
-    header = ("figure", "AInnoFace", "stock RetinaNet", "AInnoFace / stock")
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
+    header = ("figure", "AInnoFace", "stock RetinaNet", "AInnoFace / stock", "paired")
+    rows = [tuple(r) + ("",) * (len(header) - len(r)) for r in rows]
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     line = "| " + " | ".join(f"{{:{w}}}" for w in widths) + " |"
     print()
     print(results["header"])
+    if paired:
+        print(
+            "AInnoFace / stock: ratio of the medians; paired: median of the ratios of the "
+            "adjacent calls of each repetition (robust to a machine whose speed drifts)"
+        )
     print(line.format(*header))
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in rows:
@@ -672,6 +712,19 @@ def get_parser():
         help="build both models and alternate their timed runs (default on CPU; no per-model "
         "peak memory then)",
     )
+    p.add_argument(
+        "--settle",
+        type=int,
+        help="untimed calls of a model right before each of its timed calls (default 0 on GPU, "
+        "1 on CPU: each model timed in its own steady state; see timeit)",
+    )
+    p.add_argument(
+        "--malloc",
+        choices=("tuned", "default"),
+        default="tuned",
+        help="C allocator: 'tuned' keeps freed memory in the process (ainnoface_d2.runtime, "
+        "both models alike), 'default' leaves glibc's settings",
+    )
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--mapper-size", type=int, default=1024, help="mapper TRAIN_SIZE")
     p.add_argument("--mapper-iters", type=int, default=150)
@@ -708,7 +761,7 @@ def main(argv=None):
         raise SystemExit(f"--device {args.device}: CUDA is not available")
     defaults = dict(
         batch=(8, 2), size=(1024, 256), infer_batch=(8, 2), train_iters=(10, 3),
-        train_warmup=(3, 1), infer_iters=(30, 5), infer_warmup=(5, 1),
+        train_warmup=(3, 1), infer_iters=(30, 5), infer_warmup=(5, 1), settle=(0, 1),
     )  # fmt: skip
     for key, (on_gpu, on_cpu) in defaults.items():
         if getattr(args, key) is None:
@@ -719,6 +772,9 @@ def main(argv=None):
         args.infer_size = (args.size, args.size)
     if args.threads:
         torch.set_num_threads(args.threads)
+    malloc = "glibc default"
+    if args.malloc == "tuned":
+        malloc = "tuned" if tune_cpu_allocator() else "default (tuning not applicable)"
     if gpu:
         torch.backends.cudnn.benchmark = True
         torch.cuda.set_device(device)
@@ -731,6 +787,7 @@ def main(argv=None):
         + (f" (CUDA {torch.version.cuda})" if gpu else "")
         + f" | config {os.path.relpath(args.config_file, REPO)} {' '.join(args.opts)}".rstrip()
         + f" | stock: RetinaNet P2-P7, {args.stock_anchors} anchors/location"
+        + f" | malloc: {malloc}"
     )
     print(header, flush=True)
     results = {"header": header, "args": {k: v for k, v in vars(args).items()}}

@@ -20,11 +20,16 @@ from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from detectron2.modeling.backbone.resnet import build_resnet_backbone
 from torch import nn
 
+from .layers import Conv1x1, GemmConv2d
+
 __all__ = ["AInnoFaceFPN", "build_ainnoface_resnet_fpn_backbone"]
 
 
-def _conv(in_ch, out_ch, kernel, stride, norm):
-    conv = Conv2d(
+def _conv(in_ch, out_ch, kernel, stride, norm, conv_class=None):
+    if conv_class is None:
+        # Plain 1x1 convs as matrix products on the CPU (layers.py).
+        conv_class = Conv1x1 if kernel == 1 and stride == 1 else Conv2d
+    conv = conv_class(
         in_ch,
         out_ch,
         kernel_size=kernel,
@@ -59,7 +64,8 @@ class AInnoFaceFPN(Backbone):
         if strides != [4, 8, 16, 32]:
             raise ValueError(f"AInnoFace needs ResNet stages with strides 4-32, got {strides}")
 
-        self.c6 = _conv(in_channels[-1], c6_channels, 3, 2, norm)
+        # C6 (2048->1024 channels on a small map) as im2col + GEMM on the CPU: see layers.py.
+        self.c6 = _conv(in_channels[-1], c6_channels, 3, 2, norm, conv_class=GemmConv2d)
         self.c7 = _conv(c6_channels, c7_channels, 3, 2, norm)
         c_channels = in_channels + [c6_channels, c7_channels]
         # First-step projections of C2-C7 to the head width.

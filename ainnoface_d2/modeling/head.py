@@ -19,6 +19,7 @@ from detectron2.layers import ShapeSpec, get_norm
 from detectron2.modeling.anchor_generator import build_anchor_generator
 from torch import Tensor, nn
 
+from .layers import Conv1x1
 from .rfe import RFE
 
 __all__ = ["AInnoFaceHead"]
@@ -89,10 +90,10 @@ class AInnoFaceHead(nn.Module):
 
         self.cls_subnet = _subnet(in_channels, use_rfe, rfe_branch_channels, norm)
         self.bbox_subnet = _subnet(in_channels, use_rfe, rfe_branch_channels, norm)
-        self.cls_score = nn.Conv2d(in_channels, num_anchors * num_classes, 1)
-        self.bbox_pred = nn.Conv2d(in_channels, num_anchors * 4, 1)
+        self.cls_score = Conv1x1(in_channels, num_anchors * num_classes)
+        self.bbox_pred = Conv1x1(in_channels, num_anchors * 4)
         self.maxout_score = (
-            nn.Conv2d(in_channels, num_anchors * num_maxout_bg, 1) if self.maxout_levels else None
+            Conv1x1(in_channels, num_anchors * num_maxout_bg) if self.maxout_levels else None
         )
 
         for module in self.modules():

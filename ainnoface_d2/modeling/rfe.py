@@ -7,11 +7,14 @@ adds the block's input (residual).
 
 The four entry 1x1 convs are computed as one conv with four times the outputs, and the four exit
 1x1 convs as one grouped conv (groups=4; evaluated as a batched matrix product): the same
-function as separate branches, with 7 instead of 13 operator calls per block.
+function as separate branches, with 7 instead of 13 operator calls per block. The entry and fuse
+1x1 convs are :class:`~ainnoface_d2.modeling.layers.Conv1x1` (a matrix product on the CPU).
 """
 
 import torch
 from torch import nn
+
+from .layers import Conv1x1
 
 __all__ = ["RFE"]
 
@@ -29,14 +32,14 @@ class RFE(nn.Module):
             )
         self.branch_channels = branch_channels
         # Entry 1x1 of every branch, stacked along the output channels (branch i: chunk i).
-        self.entry = nn.Conv2d(channels, n * branch_channels, 1)
+        self.entry = Conv1x1(channels, n * branch_channels)
         self.middle = nn.ModuleList(
             nn.Conv2d(branch_channels, branch_channels, (kh, kw), padding=(kh // 2, kw // 2))
             for kh, kw in _KERNELS
         )
         # Exit 1x1 of every branch: group i maps chunk i to output chunk i.
         self.exit = nn.Conv2d(n * branch_channels, n * branch_channels, 1, groups=n)
-        self.fuse = nn.Conv2d(channels, channels, 1)
+        self.fuse = Conv1x1(channels, channels)
 
     def _exit(self, y):
         """``self.exit(y)`` computed as one batched matrix product over the branches (oneDNN's

@@ -1,0 +1,103 @@
+"""Convolutions computed as matrix products on the CPU, where that is faster than oneDNN.
+
+A 1x1, stride-1, ungrouped convolution of an NCHW tensor is ``W @ X`` per image, with ``X`` the
+(C, H*W) view of the image. On the CPU, oneDNN's convolution is up to 2.4x slower than the same
+product in BLAS once the map leaves the cache (measured on 2 cores with torch 2.14: 256->256 at
+120x160, i.e. P2 of a 640x480 image, 42 ms as a conv vs 18 ms as ``addmm``; never slower at the
+other sizes of the R50 config). AInnoFace has many such convs on its largest maps (the RFE's
+entry and fuse convs on both steps, the first-step projections and the FPN laterals), so
+:class:`Conv1x1` uses the product on CPU tensors and ``F.conv2d`` everywhere else (cuDNN, or a
+channels-last input). Same parameters and state-dict keys as a convolution, same function.
+
+:class:`GemmConv2d` does the same for a general convolution through ``F.unfold`` (im2col). It is
+used only for SRN's C6 conv (3x3, stride 2, 2048->1024 channels on the stride-32 map), which
+oneDNN runs at a small fraction of its speed elsewhere (its 75 MB of weights are re-laid out on
+every call): 59 ms as a conv vs 22 ms as unfold + ``addmm`` at 640x480 on 2 cores. For the
+model's other convolutions oneDNN is as fast or faster (measured), so they stay convolutions.
+"""
+
+import torch
+import torch.nn.functional as F
+from detectron2.layers import Conv2d
+from torch import Tensor
+
+__all__ = ["Conv1x1", "GemmConv2d", "conv1x1"]
+
+
+def _use_gemm(x: Tensor) -> bool:
+    return x.device.type == "cpu" and x.dim() == 4 and x.is_contiguous()
+
+
+def _gemm(weight2d: Tensor, bias: Tensor, x3: Tensor) -> Tensor:
+    """``weight2d @ x3[i] + bias`` for every image i of an (N, K, L) tensor -> (N, O, L)."""
+    n = x3.shape[0]
+    o = weight2d.shape[0]
+    if n == 1:
+        x2 = x3[0]
+        out = torch.mm(weight2d, x2) if bias is None else torch.addmm(bias.view(o, 1), weight2d, x2)
+        return out.unsqueeze(0)
+    w3 = weight2d.expand(n, *weight2d.shape)
+    if bias is None:
+        return torch.bmm(w3, x3)
+    return torch.baddbmm(bias.view(1, o, 1).expand(n, o, 1), w3, x3)
+
+
+def conv1x1(x: Tensor, weight: Tensor, bias: Tensor = None) -> Tensor:
+    """``F.conv2d(x, weight, bias)`` for a (O, C, 1, 1) weight, as a GEMM on contiguous CPU
+    tensors."""
+    if not _use_gemm(x):
+        return F.conv2d(x, weight, bias)
+    n, c, h, w = x.shape
+    o = weight.shape[0]
+    return _gemm(weight.view(o, c), bias, x.view(n, c, h * w)).view(n, o, h, w)
+
+
+class Conv1x1(Conv2d):
+    """Detectron2's :class:`~detectron2.layers.Conv2d` (optional ``norm`` and ``activation``)
+    with kernel 1, stride 1, no groups, computed by :func:`conv1x1`."""
+
+    def __init__(self, in_channels, out_channels, **kwargs):
+        allowed = {"kernel_size": 1, "stride": 1, "padding": 0, "dilation": 1, "groups": 1}
+        for key, value in allowed.items():
+            given = kwargs.pop(key, value)
+            if given not in (value, (value, value)):
+                raise ValueError(f"Conv1x1 is a plain 1x1 conv; got {key}={given}")
+        super().__init__(in_channels, out_channels, kernel_size=1, **kwargs)
+
+    def forward(self, x):
+        x = conv1x1(x, self.weight, self.bias)
+        if self.norm is not None:
+            x = self.norm(x)
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
+
+
+class GemmConv2d(Conv2d):
+    """Detectron2's :class:`~detectron2.layers.Conv2d` computed on CPU tensors as im2col
+    (``F.unfold``) + matrix product; ``F.conv2d`` elsewhere. Ungrouped convolutions only."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.groups != 1 or self.padding_mode != "zeros":
+            raise ValueError("GemmConv2d supports ungrouped, zero-padded convolutions only")
+
+    def forward(self, x):
+        if _use_gemm(x) and x.numel() > 0:
+            n, _, h, w = x.shape
+            kh, kw = self.kernel_size
+            (ph, pw), (sh, sw), (dh, dw) = self.padding, self.stride, self.dilation
+            ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+            wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+            cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)
+            weight = self.weight.view(self.out_channels, -1)
+            x = _gemm(weight, self.bias, cols).view(n, self.out_channels, ho, wo)
+        else:
+            x = F.conv2d(
+                x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+            )
+        if self.norm is not None:
+            x = self.norm(x)
+        if self.activation is not None:
+            x = self.activation(x)
+        return x

@@ -1,0 +1,151 @@
+"""CPU matrix-product convolutions (ainnoface_d2.modeling.layers) and the allocator setting
+(ainnoface_d2.runtime): same function as ``F.conv2d``, including gradients."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import ainnoface_d2  # noqa: F401
+from ainnoface_d2.modeling import AInnoFaceFPN
+from ainnoface_d2.modeling.layers import Conv1x1, GemmConv2d
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+
+def _grads(module, x):
+    """Output and gradients w.r.t. input, weight and bias of a random linear read-out."""
+    x = x.detach().clone().requires_grad_(True)
+    module.zero_grad(set_to_none=True)
+    y = module(x)
+    g = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
+    (y * g).sum().backward()
+    bias = module.bias.grad if module.bias is not None else None
+    return y.detach(), x.grad, module.weight.grad, bias
+
+
+def _reference(module, x, **conv_args):
+    """The same layer as a plain ``torch.nn.Conv2d`` with the same parameters."""
+    ref = torch.nn.Conv2d(
+        module.in_channels,
+        module.out_channels,
+        module.kernel_size,
+        bias=module.bias is not None,
+        **conv_args,
+    )
+    ref.load_state_dict(module.state_dict())
+    return _grads(ref, x)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_conv1x1_equals_conv2d(batch, bias, channels_last):
+    torch.manual_seed(0)
+    conv = Conv1x1(12, 7, bias=bias)
+    x = torch.randn(batch, 12, 5, 9)
+    if channels_last:  # not contiguous: the F.conv2d path
+        x = x.contiguous(memory_format=torch.channels_last)
+    for got, want in zip(_grads(conv, x), _reference(conv, x)):
+        if want is None:
+            assert got is None
+        else:
+            assert got.shape == want.shape
+            assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_conv1x1_norm_activation_and_empty_batch():
+    conv = Conv1x1(4, 4, norm=torch.nn.GroupNorm(2, 4), activation=torch.relu)
+    x = torch.randn(2, 4, 3, 3)
+    want = torch.relu(conv.norm(F.conv2d(x, conv.weight, conv.bias)))
+    assert torch.allclose(conv(x), want, atol=1e-6)
+    assert Conv1x1(4, 6)(torch.zeros(0, 4, 3, 3)).shape == (0, 6, 3, 3)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"kernel_size": 3}, {"stride": 2}, {"padding": 1}, {"groups": 2}, {"dilation": 2}]
+)
+def test_conv1x1_rejects_other_convolutions(kwargs):
+    with pytest.raises(ValueError, match="1x1"):
+        Conv1x1(4, 4, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "conv_args",
+    [
+        dict(kernel_size=3, stride=2, padding=1),  # SRN's C6
+        dict(kernel_size=(1, 5), stride=1, padding=(0, 2)),
+        dict(kernel_size=3, stride=1, padding=2, dilation=2),
+        dict(kernel_size=2, stride=3, padding=0),
+    ],
+)
+@pytest.mark.parametrize("batch", [1, 2])
+def test_gemm_conv_equals_conv2d(conv_args, batch):
+    torch.manual_seed(0)
+    conv = GemmConv2d(6, 5, **conv_args)
+    x = torch.randn(batch, 6, 11, 8)
+    ref_args = {k: v for k, v in conv_args.items() if k != "kernel_size"}
+    for got, want in zip(_grads(conv, x), _reference(conv, x, **ref_args)):
+        assert got.shape == want.shape
+        assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_gemm_conv_rejects_groups():
+    with pytest.raises(ValueError, match="ungrouped"):
+        GemmConv2d(4, 4, kernel_size=3, groups=2)
+
+
+def test_backbone_uses_the_cpu_layers_with_unchanged_state_dict_keys():
+    from detectron2.layers import ShapeSpec
+    from detectron2.modeling import Backbone
+
+    class Stages(Backbone):
+        def forward(self, x):
+            return {}
+
+        def output_shape(self):
+            return {f"res{i}": ShapeSpec(channels=8 * i, stride=2**i) for i in range(2, 6)}
+
+    fpn = AInnoFaceFPN(Stages(), ["res2", "res3", "res4", "res5"], 16, 32, 16)
+    assert isinstance(fpn.c6, GemmConv2d)
+    assert all(isinstance(m, Conv1x1) for m in list(fpn.c_proj) + list(fpn.lateral))
+    keys = set(fpn.state_dict())
+    assert {"c6.weight", "c6.bias", "c_proj.0.weight", "lateral.3.bias", "p7.weight"} <= keys
+
+
+_FAULTS = textwrap.dedent(
+    """
+    import resource, sys, torch
+    from ainnoface_d2.runtime import tune_cpu_allocator
+    print(tune_cpu_allocator())
+    def faults():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    counts = []
+    for _ in range(4):
+        before = faults()
+        maps = [torch.empty(5 << 20).fill_(1.0) for _ in range(3)]  # three 20 MiB maps
+        del maps
+        counts.append(faults() - before)
+    print(min(counts[1:]))
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_tuned_allocator_reuses_freed_memory():
+    """Three 20 MiB maps allocated and freed again and again: with glibc's defaults each round
+    faults pages in anew (here ~10,000 4-KiB faults, two of the maps; one map is 5,120 pages);
+    after tune_cpu_allocator() none do."""
+    out = {}
+    for setting in ("1", "0"):
+        env = dict(os.environ, AINNOFACE_TUNE_MALLOC=setting, OMP_NUM_THREADS="1")
+        res = subprocess.run(
+            [sys.executable, "-c", _FAULTS], env=env, capture_output=True, text=True, check=True
+        )
+        applied, faults = res.stdout.split()[-2:]
+        out[setting] = (applied, int(faults))
+    assert out["1"][0] == "True" and out["0"][0] == "False"
+    assert out["1"][1] < 100, out
+    assert out["0"][1] > 5000, out
