@@ -142,10 +142,21 @@ def test_focal_loss_matches_formula():
     assert torch.isclose(got, expected, rtol=1e-5)
 
 
-@pytest.mark.parametrize("batch", [1, 2])  # the CPU matrix products differ for one image
-def test_rfe_shapes_and_residual(batch):
+# One image without autograd takes RFE's lean CPU route; the CPU matrix products differ for one
+# image and for several.
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("grad", [True, False])
+def test_rfe_shapes_and_residual(batch, grad):
     rfe = RFE(32, 8)
     x = torch.randn(batch, 32, 9, 13)
+    torch.set_grad_enabled(grad)
+    try:
+        _check_rfe(rfe, x)
+    finally:
+        torch.set_grad_enabled(True)
+
+
+def _check_rfe(rfe, x):
     assert rfe(x).shape == x.shape
     # The block equals SRN's four separate branches 1x1 -> k -> 1x1 (ReLU after each), written
     # out here with the corresponding slices of the merged weights.
@@ -165,6 +176,9 @@ def test_rfe_shapes_and_residual(batch):
     for p in rfe.fuse.parameters():
         torch.nn.init.zeros_(p)
     assert torch.equal(rfe(x), x)  # with the fuse conv at zero only the residual remains
+
+
+def test_rfe_width_must_match_branches():
     with pytest.raises(ValueError):
         RFE(30, 8)
 

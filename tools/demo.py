@@ -15,7 +15,8 @@ Detectron2's ``Visualizer`` and videos with ``VideoVisualizer``. Examples::
 ``--input`` takes files, glob patterns and folders (searched recursively for image files; the
 drawings keep the folder's sub-paths under ``--output``). Files that cannot be read as images are
 reported by name and skipped; the number skipped is reported at the end. Without ``--output``
-the drawings are shown in a window (this needs an OpenCV build with GUI support).
+the drawings are shown in a window (this needs an OpenCV build with GUI support). On the CPU it
+calls :func:`ainnoface_d2.runtime.tune_cpu_allocator` (``AINNOFACE_TUNE_MALLOC=0`` opts out).
 """
 
 import argparse
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import ainnoface_d2
 from ainnoface_d2.predictor import FaceDetector
+from ainnoface_d2.runtime import tune_cpu_allocator
 
 import cv2
 import tqdm
@@ -260,6 +262,10 @@ def main(argv=None) -> int:
         opts=args.opts,
         tta=args.tta,
     )
+    if detector.cfg.MODEL.DEVICE == "cpu":
+        # Keep freed memory in the process between images (ainnoface_d2/runtime.py); opt out
+        # with AINNOFACE_TUNE_MALLOC=0.
+        tune_cpu_allocator()
     demo = VisualizationDemo(detector)
 
     if images is not None:

@@ -24,7 +24,8 @@ from torch import Tensor
 __all__ = ["Conv1x1", "GemmConv2d", "conv1x1"]
 
 
-def _use_gemm(x: Tensor) -> bool:
+def use_gemm(x: Tensor) -> bool:
+    """Whether the matrix-product forms below apply: a contiguous 4-D CPU tensor."""
     return x.device.type == "cpu" and x.dim() == 4 and x.is_contiguous()
 
 
@@ -45,7 +46,7 @@ def _gemm(weight2d: Tensor, bias: Tensor, x3: Tensor) -> Tensor:
 def conv1x1(x: Tensor, weight: Tensor, bias: Tensor = None) -> Tensor:
     """``F.conv2d(x, weight, bias)`` for a (O, C, 1, 1) weight, as a GEMM on contiguous CPU
     tensors."""
-    if not _use_gemm(x):
+    if not use_gemm(x):
         return F.conv2d(x, weight, bias)
     n, c, h, w = x.shape
     o = weight.shape[0]
@@ -83,7 +84,7 @@ class GemmConv2d(Conv2d):
             raise ValueError("GemmConv2d supports ungrouped, zero-padded convolutions only")
 
     def forward(self, x):
-        if _use_gemm(x) and x.numel() > 0:
+        if use_gemm(x) and x.numel() > 0:
             n, _, h, w = x.shape
             kh, kw = self.kernel_size
             (ph, pw), (sh, sw), (dh, dw) = self.padding, self.stride, self.dilation

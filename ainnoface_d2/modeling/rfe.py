@@ -9,12 +9,18 @@ The four entry 1x1 convs are computed as one conv with four times the outputs, a
 1x1 convs as one grouped conv (groups=4; evaluated as a batched matrix product): the same
 function as separate branches, with 7 instead of 13 operator calls per block. The entry and fuse
 1x1 convs are :class:`~ainnoface_d2.modeling.layers.Conv1x1` (a matrix product on the CPU).
+
+Inference of one CPU image without autograd takes a leaner route with the same arithmetic: each
+branch's exit product is written straight into its slice of one output map (no concatenation,
+one branch map alive at a time) and the residual is added in place. Fewer large temporaries
+mean fewer fresh pages to fault in (see ``ainnoface_d2/runtime.py``); ~10 % faster per block
+at 120x160 on 2 cores.
 """
 
 import torch
 from torch import nn
 
-from .layers import Conv1x1
+from .layers import Conv1x1, use_gemm
 
 __all__ = ["RFE"]
 
@@ -50,7 +56,25 @@ class RFE(nn.Module):
         bias = self.exit.bias.view(1, g, b, 1).expand(n, g, b, 1).reshape(n * g, b, 1)
         return torch.baddbmm(bias, weight, y.reshape(n * g, b, h * w)).view(n, c, h, w)
 
+    def _forward_cpu_inference(self, x):
+        """``forward`` of one contiguous CPU image without autograd (see the module doc)."""
+        b = self.branch_channels
+        _, c, h, w = x.shape
+        entry = self.entry(x).relu_()
+        exits = torch.empty_like(x)
+        weight = self.exit.weight.view(len(_KERNELS), b, b)
+        bias = self.exit.bias.view(len(_KERNELS), b, 1)
+        for i, conv in enumerate(self.middle):
+            branch = conv(entry[:, i * b : (i + 1) * b]).relu_()
+            out = exits[0, i * b : (i + 1) * b].view(b, h * w)
+            torch.addmm(bias[i], weight[i], branch.view(b, h * w), out=out)
+            del branch
+        del entry
+        return self.fuse(exits.relu_()).relu_().add_(x)
+
     def forward(self, x):
+        if not torch.is_grad_enabled() and use_gemm(x) and x.shape[0] == 1:
+            return self._forward_cpu_inference(x)
         # In-place ReLUs on the fresh conv outputs (autograd-safe, saves a copy per ReLU).
         chunks = self.entry(x).relu_().split(self.branch_channels, dim=1)
         y = torch.cat([conv(c).relu_() for conv, c in zip(self.middle, chunks)], dim=1)
