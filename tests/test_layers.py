@@ -1,5 +1,6 @@
-"""CPU matrix-product convolutions (ainnoface_d2.modeling.layers) and the allocator setting
-(ainnoface_d2.runtime): same function as ``F.conv2d``, including gradients."""
+"""The CPU fast paths of the convolutions (ainnoface_d2.modeling.layers: matrix products and
+NNPACK) and the allocator setting (ainnoface_d2.runtime): same function as ``F.conv2d``,
+including gradients."""
 
 import os
 import subprocess
@@ -8,7 +9,13 @@ import textwrap
 
 import ainnoface_d2  # noqa: F401
 from ainnoface_d2.modeling import AInnoFaceFPN
-from ainnoface_d2.modeling.layers import Conv1x1, GemmConv2d
+from ainnoface_d2.modeling.layers import (
+    NNPACK_MIN_CHANNELS,
+    Conv1x1,
+    Conv3x3,
+    GemmConv2d,
+    nnpack_enabled,
+)
 
 import pytest
 import torch
@@ -149,3 +156,106 @@ def test_tuned_allocator_reuses_freed_memory():
     assert out["1"][0] == "True" and out["0"][0] == "False"
     assert out["1"][1] < 100, out
     assert out["0"][1] > 5000, out
+
+
+def _conv3x3(channels, seed=0):
+    torch.manual_seed(seed)
+    conv = Conv3x3(channels, channels)
+    torch.nn.init.normal_(conv.weight, std=0.05)
+    return conv
+
+
+@pytest.mark.skipif(not nnpack_enabled(), reason="torch built without NNPACK")
+def test_conv3x3_nnpack_matches_conv2d_at_inference():
+    conv = _conv3x3(NNPACK_MIN_CHANNELS)
+    x = torch.randn(1, NNPACK_MIN_CHANNELS, 60, 80)  # 4,800 pixels: NNPACK's smallest maps
+    assert conv._use_nnpack(x) is False  # autograd on: the plain convolution
+    want = F.conv2d(x, conv.weight, conv.bias, padding=1)
+    assert torch.equal(conv(x), want)
+    with torch.no_grad():
+        assert conv._use_nnpack(x)
+        got = conv(x)
+        scale = want.abs().max()
+        assert not torch.equal(got, want)  # a different algorithm ...
+        assert (got - want).abs().max() <= 1e-4 * scale  # ... with the same result
+        # Too few pixels or channels, or another dtype: the plain convolution, bit for bit.
+        small = x[..., :48, :64].contiguous()
+        assert torch.equal(conv(small), F.conv2d(small, conv.weight, conv.bias, padding=1))
+        narrow = _conv3x3(64)
+        x64 = torch.randn(1, 64, 60, 80)
+        assert torch.equal(narrow(x64), F.conv2d(x64, narrow.weight, narrow.bias, padding=1))
+        assert not conv._use_nnpack(x.double())
+
+
+def test_conv3x3_falls_back_when_nnpack_fails(monkeypatch, caplog):
+    from ainnoface_d2.modeling import layers
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("NNPACK SpatialConvolution_updateOutput failed")
+
+    monkeypatch.setitem(layers._nnpack, "enabled", True)
+    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", broken, raising=False)
+    conv = _conv3x3(NNPACK_MIN_CHANNELS)
+    x = torch.randn(1, NNPACK_MIN_CHANNELS, 60, 80)
+    with torch.no_grad(), caplog.at_level("WARNING"):
+        got = conv(x)
+    assert torch.equal(got, F.conv2d(x, conv.weight, conv.bias, padding=1))
+    assert layers._nnpack["enabled"] is False
+    assert "NNPACK convolution failed" in caplog.text
+
+
+@pytest.mark.parametrize("kwargs", [{"kernel_size": 5}, {"stride": 2}, {"padding": 0}])
+def test_conv3x3_rejects_other_convolutions(kwargs):
+    with pytest.raises(ValueError, match="3x3"):
+        Conv3x3(4, 4, **kwargs)
+
+
+def test_nnpack_can_be_turned_off():
+    code = "from ainnoface_d2.modeling.layers import nnpack_enabled; print(nnpack_enabled())"
+    env = dict(os.environ, AINNOFACE_NNPACK="0")
+    res = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert res.stdout.split()[-1] == "False"
+
+
+@pytest.mark.skipif(not nnpack_enabled(), reason="torch built without NNPACK")
+def test_model_outputs_with_and_without_nnpack(monkeypatch):
+    """The R18 CPU config at 128 channels: on a 320x256 image P2 (80x64) and the FPN's P2 conv
+    go through NNPACK; the head's outputs equal those of the plain convolutions."""
+    from ainnoface_d2 import get_ainnoface_cfg
+    from ainnoface_d2.modeling import layers
+
+    from detectron2.modeling import build_model
+
+    config = os.path.join(os.path.dirname(__file__), "..", "configs", "ainnoface_R18_cpu.yaml")
+    cfg = get_ainnoface_cfg(
+        config, ["MODEL.FPN.OUT_CHANNELS", 128, "MODEL.AINNOFACE.RFE_BRANCH_CHANNELS", 32]
+    )
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    image = torch.rand(1, 3, 256, 320) * 255
+    calls = []
+    fast = torch._nnpack_spatial_convolution
+
+    def counted(*args, **kwargs):
+        calls.append(args[0].shape)
+        return fast(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", counted)
+
+    def head_outputs(enabled):
+        monkeypatch.setitem(layers._nnpack, "enabled", enabled)
+        with torch.no_grad():
+            x = model.preprocess_image([{"image": image[0]}]).tensor
+            features = model.backbone(x)
+            return model.head([features[f] for f in model.head_in_features])
+
+    plain = head_outputs(False)
+    assert not calls
+    nnpack = head_outputs(True)
+    # FPN output conv and 3 subnet passes x 2 convs on P2 (C2 cls, P2 cls, P2 box).
+    assert len(calls) == 7 and all(s[-2:] == (64, 80) for s in calls), calls
+    for a_maps, b_maps in zip(plain, nnpack):
+        for a, b in zip(a_maps, b_maps):
+            assert (a - b).abs().max() <= 1e-4 * a.abs().max().clamp(min=1.0)

@@ -20,15 +20,15 @@ from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from detectron2.modeling.backbone.resnet import build_resnet_backbone
 from torch import nn
 
-from .layers import Conv1x1, GemmConv2d
+from .layers import Conv1x1, Conv3x3, GemmConv2d
 
 __all__ = ["AInnoFaceFPN", "build_ainnoface_resnet_fpn_backbone"]
 
 
 def _conv(in_ch, out_ch, kernel, stride, norm, conv_class=None):
     if conv_class is None:
-        # Plain 1x1 convs as matrix products on the CPU (layers.py).
-        conv_class = Conv1x1 if kernel == 1 and stride == 1 else Conv2d
+        # CPU fast paths of plain 1x1 and 3x3 convs (layers.py).
+        conv_class = {1: Conv1x1, 3: Conv3x3}.get(kernel, Conv2d) if stride == 1 else Conv2d
     conv = conv_class(
         in_ch,
         out_ch,

@@ -19,7 +19,7 @@ from detectron2.layers import ShapeSpec, get_norm
 from detectron2.modeling.anchor_generator import build_anchor_generator
 from torch import Tensor, nn
 
-from .layers import Conv1x1
+from .layers import Conv1x1, Conv3x3
 from .rfe import RFE
 
 __all__ = ["AInnoFaceHead"]
@@ -36,7 +36,7 @@ def _norm(norm, channels):
 
 def _conv_block(channels, norm):
     """3x3 conv (+ norm) + ReLU. The norm layer is shared by every level, as in FCOS."""
-    layers = [nn.Conv2d(channels, channels, 3, padding=1, bias=not norm)]
+    layers = [Conv3x3(channels, channels, bias=not norm)]
     if norm:
         layers.append(_norm(norm, channels))
     return layers + [nn.ReLU(inplace=True)]
