@@ -12,6 +12,7 @@ compat.apply()
 from . import data, evaluation, modeling  # noqa: E402,F401
 from .config import add_ainnoface_config, get_ainnoface_cfg  # noqa: E402
 from .predictor import FaceDetector  # noqa: E402
+from .runtime import tune_cpu_allocator  # noqa: E402
 
-__all__ = ["FaceDetector", "add_ainnoface_config", "get_ainnoface_cfg"]
+__all__ = ["FaceDetector", "add_ainnoface_config", "get_ainnoface_cfg", "tune_cpu_allocator"]
 __version__ = "0.1.0"

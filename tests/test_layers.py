@@ -75,7 +75,7 @@ def test_conv1x1_norm_activation_and_empty_batch():
     "kwargs", [{"kernel_size": 3}, {"stride": 2}, {"padding": 1}, {"groups": 2}, {"dilation": 2}]
 )
 def test_conv1x1_rejects_other_convolutions(kwargs):
-    with pytest.raises(ValueError, match="1x1"):
+    with pytest.raises(ValueError, match="Conv1x1 needs"):
         Conv1x1(4, 4, **kwargs)
 
 
@@ -130,21 +130,22 @@ _FAULTS = textwrap.dedent(
     def faults():
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     counts = []
-    for _ in range(4):
+    for _ in range(8):
         before = faults()
         maps = [torch.empty(5 << 20).fill_(1.0) for _ in range(3)]  # three 20 MiB maps
         del maps
         counts.append(faults() - before)
-    print(min(counts[1:]))
+    print(max(counts[4:]))
     """
 )
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_tuned_allocator_reuses_freed_memory():
-    """Three 20 MiB maps allocated and freed again and again: with glibc's defaults each round
-    faults pages in anew (here ~10,000 4-KiB faults, two of the maps; one map is 5,120 pages);
-    after tune_cpu_allocator() none do."""
+    """Three 20 MiB maps allocated and freed, eight times: after tune_cpu_allocator() the last
+    four rounds take all their memory from the heap without a page fault. (With glibc's
+    defaults they usually fault two of the maps in anew, ~10,000 4-KiB faults a round; that is
+    glibc's behaviour, reported but not asserted.) AINNOFACE_TUNE_MALLOC=0 opts out."""
     out = {}
     for setting in ("1", "0"):
         env = dict(os.environ, AINNOFACE_TUNE_MALLOC=setting, OMP_NUM_THREADS="1")
@@ -155,7 +156,6 @@ def test_tuned_allocator_reuses_freed_memory():
         out[setting] = (applied, int(faults))
     assert out["1"][0] == "True" and out["0"][0] == "False"
     assert out["1"][1] < 100, out
-    assert out["0"][1] > 5000, out
 
 
 def _conv3x3(channels, seed=0):
@@ -206,7 +206,7 @@ def test_conv3x3_falls_back_when_nnpack_fails(monkeypatch, caplog):
 
 @pytest.mark.parametrize("kwargs", [{"kernel_size": 5}, {"stride": 2}, {"padding": 0}])
 def test_conv3x3_rejects_other_convolutions(kwargs):
-    with pytest.raises(ValueError, match="3x3"):
+    with pytest.raises(ValueError, match="Conv3x3 needs"):
         Conv3x3(4, 4, **kwargs)
 
 

@@ -1,4 +1,4 @@
-"""Convolutions computed as matrix products on the CPU, where that is faster than oneDNN.
+"""CPU fast paths of AInnoFace's convolutions: matrix products and NNPACK, where they beat oneDNN.
 
 A 1x1, stride-1, ungrouped convolution of an NCHW tensor is ``W @ X`` per image, with ``X`` the
 (C, H*W) view of the image. On the CPU, oneDNN's convolution is up to 2.4x slower than the same
@@ -72,20 +72,25 @@ def conv1x1(x: Tensor, weight: Tensor, bias: Tensor = None) -> Tensor:
     return _gemm(weight.view(o, c), bias, x.view(n, c, h * w)).view(n, o, h, w)
 
 
-class Conv1x1(Conv2d):
+class _CPUConv2d(Conv2d):
     """Detectron2's :class:`~detectron2.layers.Conv2d` (optional ``norm`` and ``activation``)
-    with kernel 1, stride 1, no groups, computed by :func:`conv1x1`."""
+    whose convolution, :meth:`_conv`, has a CPU fast path. Subclasses with a fixed geometry set
+    ``FIXED`` (argument -> the only value allowed, filled in by default)."""
 
-    def __init__(self, in_channels, out_channels, **kwargs):
-        allowed = {"kernel_size": 1, "stride": 1, "padding": 0, "dilation": 1, "groups": 1}
-        for key, value in allowed.items():
+    FIXED = {}
+
+    def __init__(self, in_channels, out_channels, *args, **kwargs):
+        for key, value in self.FIXED.items():
             given = kwargs.pop(key, value)
             if given not in (value, (value, value)):
-                raise ValueError(f"Conv1x1 is a plain 1x1 conv; got {key}={given}")
-        super().__init__(in_channels, out_channels, kernel_size=1, **kwargs)
+                raise ValueError(f"{type(self).__name__} needs {key}={value}, got {given}")
+        super().__init__(in_channels, out_channels, *args, **self.FIXED, **kwargs)
+
+    def _conv(self, x):
+        raise NotImplementedError
 
     def forward(self, x):
-        x = conv1x1(x, self.weight, self.bias)
+        x = self._conv(x)
         if self.norm is not None:
             x = self.norm(x)
         if self.activation is not None:
@@ -93,16 +98,25 @@ class Conv1x1(Conv2d):
         return x
 
 
-class GemmConv2d(Conv2d):
-    """Detectron2's :class:`~detectron2.layers.Conv2d` computed on CPU tensors as im2col
-    (``F.unfold``) + matrix product; ``F.conv2d`` elsewhere. Ungrouped convolutions only."""
+class Conv1x1(_CPUConv2d):
+    """A plain 1x1 conv computed by :func:`conv1x1`."""
+
+    FIXED = {"kernel_size": 1, "stride": 1, "padding": 0, "dilation": 1, "groups": 1}
+
+    def _conv(self, x):
+        return conv1x1(x, self.weight, self.bias)
+
+
+class GemmConv2d(_CPUConv2d):
+    """A convolution computed on CPU tensors as im2col (``F.unfold``) + matrix product;
+    ``F.conv2d`` elsewhere. Ungrouped, zero-padded convolutions only."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.groups != 1 or self.padding_mode != "zeros":
             raise ValueError("GemmConv2d supports ungrouped, zero-padded convolutions only")
 
-    def forward(self, x):
+    def _conv(self, x):
         if use_gemm(x) and x.numel() > 0:
             n, _, h, w = x.shape
             kh, kw = self.kernel_size
@@ -111,16 +125,10 @@ class GemmConv2d(Conv2d):
             wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
             cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)
             weight = self.weight.view(self.out_channels, -1)
-            x = _gemm(weight, self.bias, cols).view(n, self.out_channels, ho, wo)
-        else:
-            x = F.conv2d(
-                x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
-            )
-        if self.norm is not None:
-            x = self.norm(x)
-        if self.activation is not None:
-            x = self.activation(x)
-        return x
+            return _gemm(weight, self.bias, cols).view(n, self.out_channels, ho, wo)
+        return F.conv2d(
+            x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+        )
 
 
 def nnpack_enabled() -> bool:
@@ -143,17 +151,11 @@ def _autocast_cpu() -> bool:
         return torch.is_autocast_cpu_enabled()
 
 
-class Conv3x3(Conv2d):
-    """Detectron2's :class:`~detectron2.layers.Conv2d` with kernel 3, stride 1, padding 1; at
-    CPU inference on large maps through NNPACK (see the module doc), else ``F.conv2d``."""
+class Conv3x3(_CPUConv2d):
+    """A plain 3x3 'same' conv; at CPU inference on large maps through NNPACK (see the module
+    doc), else ``F.conv2d``."""
 
-    def __init__(self, in_channels, out_channels, **kwargs):
-        allowed = {"kernel_size": 3, "stride": 1, "padding": 1, "dilation": 1, "groups": 1}
-        for key, value in allowed.items():
-            given = kwargs.pop(key, value)
-            if given not in (value, (value, value)):
-                raise ValueError(f"Conv3x3 is a plain 3x3 'same' conv; got {key}={given}")
-        super().__init__(in_channels, out_channels, kernel_size=3, padding=1, **kwargs)
+    FIXED = {"kernel_size": 3, "stride": 1, "padding": 1, "dilation": 1, "groups": 1}
 
     def _use_nnpack(self, x):
         return (
@@ -166,18 +168,11 @@ class Conv3x3(Conv2d):
             and nnpack_enabled()
         )
 
-    def forward(self, x):
-        y = None
+    def _conv(self, x):
         if self._use_nnpack(x):
             try:
-                y = torch._nnpack_spatial_convolution(x, self.weight, self.bias, [1, 1])
+                return torch._nnpack_spatial_convolution(x, self.weight, self.bias, [1, 1])
             except RuntimeError as e:
                 _nnpack["enabled"] = False
                 logger.warning("NNPACK convolution failed (%s); using F.conv2d from now on", e)
-        if y is None:
-            y = F.conv2d(x, self.weight, self.bias, padding=1)
-        if self.norm is not None:
-            y = self.norm(y)
-        if self.activation is not None:
-            y = self.activation(y)
-        return y
+        return F.conv2d(x, self.weight, self.bias, padding=1)
