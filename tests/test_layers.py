@@ -185,6 +185,9 @@ def test_conv3x3_nnpack_matches_conv2d_at_inference():
         x64 = torch.randn(1, 64, 60, 80)
         assert torch.equal(narrow(x64), F.conv2d(x64, narrow.weight, narrow.bias, padding=1))
         assert not conv._use_nnpack(x.double())
+        two = torch.randn(2, NNPACK_MIN_CHANNELS, 60, 80)  # a batch (FaceDetector.detect_many)
+        want2 = F.conv2d(two, conv.weight, conv.bias, padding=1)
+        assert (conv(two) - want2).abs().max() <= 1e-4 * want2.abs().max()
 
 
 def test_conv3x3_falls_back_when_nnpack_fails(monkeypatch, caplog):
@@ -259,3 +262,24 @@ def test_model_outputs_with_and_without_nnpack(monkeypatch):
     for a_maps, b_maps in zip(plain, nnpack):
         for a, b in zip(a_maps, b_maps):
             assert (a - b).abs().max() <= 1e-4 * a.abs().max().clamp(min=1.0)
+
+
+def test_cpu_paths_under_bfloat16_autocast():
+    """CPU autocast (the benchmark's AMP smoke test, bf16 inference on CPU): every fast path
+    either handles the lower precision or steps aside; results match fp32 to bf16 accuracy."""
+    from ainnoface_d2.modeling.head import _subnet
+
+    torch.manual_seed(0)
+    net = _subnet(NNPACK_MIN_CHANNELS, True, NNPACK_MIN_CHANNELS // 4).eval()
+    c6 = GemmConv2d(NNPACK_MIN_CHANNELS, 64, kernel_size=3, stride=2, padding=1)
+    for module in (net, c6):
+        for x in (
+            torch.randn(1, NNPACK_MIN_CHANNELS, 60, 80),
+            torch.randn(2, NNPACK_MIN_CHANNELS, 9, 13),
+        ):
+            with torch.no_grad():
+                want = module(x)
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    got = module(x)
+            assert got.dtype == torch.bfloat16
+            assert (got.float() - want).abs().max() <= 0.05 * want.abs().max()

@@ -34,7 +34,15 @@ import torch.nn.functional as F
 from detectron2.layers import Conv2d
 from torch import Tensor
 
-__all__ = ["Conv1x1", "Conv3x3", "GemmConv2d", "conv1x1", "nnpack_enabled"]
+__all__ = [
+    "Conv1x1",
+    "Conv3x3",
+    "GemmConv2d",
+    "autocast_cpu_enabled",
+    "conv1x1",
+    "nnpack_enabled",
+    "use_gemm",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +152,8 @@ def nnpack_enabled() -> bool:
     return _nnpack["enabled"]
 
 
-def _autocast_cpu() -> bool:
+def autocast_cpu_enabled() -> bool:
+    """Whether CPU autocast is on (the fp32-only fast paths then step aside)."""
     try:
         return torch.is_autocast_enabled("cpu")
     except TypeError:  # torch < 2.4
@@ -164,7 +173,7 @@ class Conv3x3(_CPUConv2d):
             and x.dtype == torch.float32
             and x.shape[1] >= NNPACK_MIN_CHANNELS
             and x.shape[2] * x.shape[3] >= NNPACK_MIN_PIXELS
-            and not _autocast_cpu()
+            and not autocast_cpu_enabled()
             and nnpack_enabled()
         )
 
