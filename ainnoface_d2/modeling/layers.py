@@ -40,6 +40,7 @@ __all__ = [
     "GemmConv2d",
     "autocast_cpu_enabled",
     "conv1x1",
+    "cpu_fp32_inference",
     "nnpack_enabled",
     "use_gemm",
 ]
@@ -160,6 +161,17 @@ def autocast_cpu_enabled() -> bool:
         return torch.is_autocast_cpu_enabled()
 
 
+def cpu_fp32_inference(x: Tensor) -> bool:
+    """Whether ``x`` takes the fp32-only inference fast paths (NNPACK, RFE's lean route): a
+    contiguous fp32 CPU tensor, no autograd, no autocast."""
+    return (
+        not torch.is_grad_enabled()
+        and use_gemm(x)
+        and x.dtype == torch.float32
+        and not autocast_cpu_enabled()
+    )
+
+
 class Conv3x3(_CPUConv2d):
     """A plain 3x3 'same' conv; at CPU inference on large maps through NNPACK (see the module
     doc), else ``F.conv2d``."""
@@ -168,12 +180,9 @@ class Conv3x3(_CPUConv2d):
 
     def _use_nnpack(self, x):
         return (
-            not torch.is_grad_enabled()
-            and use_gemm(x)
-            and x.dtype == torch.float32
+            cpu_fp32_inference(x)
             and x.shape[1] >= NNPACK_MIN_CHANNELS
             and x.shape[2] * x.shape[3] >= NNPACK_MIN_PIXELS
-            and not autocast_cpu_enabled()
             and nnpack_enabled()
         )
 

@@ -20,7 +20,7 @@ on 2 cores, a block takes ~10 % less time.
 import torch
 from torch import nn
 
-from .layers import Conv1x1, autocast_cpu_enabled, use_gemm
+from .layers import Conv1x1, cpu_fp32_inference
 
 __all__ = ["RFE"]
 
@@ -74,13 +74,7 @@ class RFE(nn.Module):
         return self.fuse(exits.relu_()).relu_().add_(x)
 
     def forward(self, x):
-        if (
-            not torch.is_grad_enabled()
-            and use_gemm(x)
-            and x.shape[0] == 1
-            and x.dtype == torch.float32
-            and not autocast_cpu_enabled()
-        ):
+        if cpu_fp32_inference(x) and x.shape[0] == 1:
             return self._forward_cpu_inference(x)
         # In-place ReLUs on the fresh conv outputs (autograd-safe, saves a copy per ReLU).
         chunks = self.entry(x).relu_().split(self.branch_channels, dim=1)
