@@ -18,6 +18,7 @@ def add_ainnoface_config(cfg):
     _add_model_config(cfg)
     _add_input_config(cfg)
     _add_test_config(cfg)
+    _add_test_protocol_config(cfg)
     # "SGD" (Detectron2's, the paper's) or "ADAMW" (ainnoface_d2/solver.py).
     cfg.SOLVER.OPTIMIZER = "SGD"
 
@@ -134,6 +135,16 @@ def _add_test_config(cfg):
     cfg.TEST.WIDER_FACE.PROTOCOL = "matlab"
     # Also run Detectron2's COCOEvaluator (pycocotools) for COCO-style AP.
     cfg.TEST.WIDER_FACE.COCO_EVAL = True
+
+
+def _add_test_protocol_config(cfg):
+    # Test-size protocols (ainnoface_d2/engine.py): how the images are fed to the detector at
+    # evaluation. Each one listed is run and its AP labelled with its name. "original": one pass at
+    # INPUT.MIN_SIZE_TEST (0: the original resolution); "vga": one pass with the image fitted
+    # into 640x480; "multiscale": SRN's multi-scale + flip testing with box voting (TEST.AUG.FACE;
+    # TEST.AUG.ENABLED True adds it). Not TEST.WIDER_FACE.PROTOCOL, which picks the scoring.
+    cfg.TEST.FACE = CN()
+    cfg.TEST.FACE.SIZE_PROTOCOLS = ["original"]
 
 
 def get_ainnoface_cfg(config_file=None, opts=None):

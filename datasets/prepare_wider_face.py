@@ -15,12 +15,8 @@ import logging
 import os
 import sys
 
-from ainnoface_d2.data.wider_face import (
-    SPLITS,
-    WiderFaceFormatError,
-    convert_wider_face,
-    sizes_from_json,
-)
+from ainnoface_d2.data.wider_face import convert_wider_face, sizes_from_json
+from ainnoface_d2.data.wider_face_format import SPLITS, WiderFaceFormatError
 
 logger = logging.getLogger("prepare_wider_face")
 
@@ -84,22 +80,22 @@ def main(argv=None):
     if args.check:
         failed = False
         for split, stats in results.items():
-            for problem in stats["problems"]:
+            for problem in stats.problems:
                 print(f"{split}: {problem}")
-            failed |= stats["missing_images"] > 0
+            failed |= stats.missing_images > 0
             print(
-                f"{split}: {len(stats['problems'])} problems, "
-                f"{stats['missing_images']} images missing or unreadable"
+                f"{split}: {len(stats.problems)} problems, "
+                f"{stats.missing_images} images missing or unreadable"
             )
         return 1 if failed else 0
     for split, stats in results.items():
         print(
-            f"{split}: wrote {stats['json_file']} ({stats['images_written']} images, "
-            f"{stats.get('annotations', 0)} annotations, {stats['missing_images']} images skipped)"
+            f"{split}: wrote {stats.json_file} ({stats.images_written} images, "
+            f"{stats.annotations} annotations, {stats.missing_images} images skipped)"
         )
     if args.stats_json:
         with open(args.stats_json, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=1)
+            json.dump({split: s.as_dict() for split, s in results.items()}, f, indent=1)
     return 0
 
 

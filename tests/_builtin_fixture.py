@@ -1,14 +1,12 @@
 """Test helpers: a tiny built-in face dataset in a temporary directory, and a tiny training config.
 
-Used by ``tests/test_distributed.py`` and ``tests/test_resume.py`` (and by ``tools/gpu_check.sh``
-through ``tools/benchmark.py``'s AMP check, which builds the same dataset). The dataset is written
-by :func:`ainnoface_d2.data.builtin_faces.build_builtin_faces` in the official WIDER FACE layout,
-converted to COCO JSON by :func:`ainnoface_d2.data.wider_face.convert_wider_face` and registered
-under a prefix of the caller's choice, so that it never collides with the default
+Used by ``tests/test_distributed.py``, ``tests/test_resume.py`` and ``tests/test_amp.py``. The
+dataset is written by :func:`ainnoface_d2.data.builtin_faces.build_builtin_faces` in the official
+WIDER FACE layout, converted to COCO JSON by :func:`ainnoface_d2.data.wider_face.convert_wider_face`
+and registered under a prefix of the caller's choice, so that it never collides with the default
 ``builtin_faces_*`` names.
 """
 
-import importlib.util
 import os
 
 import ainnoface_d2  # noqa: F401  (compat shims before detectron2)
@@ -18,15 +16,6 @@ from ainnoface_d2.data.wider_face import convert_wider_face
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL_CONFIG = os.path.join(REPO, "configs", "ainnoface_R18_cpu.yaml")
-
-
-def load_train_net():
-    """tools/train_net.py as a module (it is a script, not part of the package)."""
-    path = os.path.join(REPO, "tools", "train_net.py")
-    spec = importlib.util.spec_from_file_location("ainnoface_train_net", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def make_tiny_faces(root, num_train=8, num_val=4, seed=0):

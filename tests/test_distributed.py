@@ -1,4 +1,4 @@
-"""Multi-process training: two CPU processes (gloo) train with tools/train_net.py's Trainer.
+"""Multi-process training: two CPU processes (gloo) train with ainnoface_d2.engine's Trainer.
 
 Detectron2 v0.6's ``launch`` only knows NCCL, so the workers set up the process group the way
 ``detectron2.engine.launch._distributed_worker`` does (``init_process_group``, then the
@@ -18,7 +18,8 @@ import os
 import socket
 
 import ainnoface_d2  # noqa: F401
-from ainnoface_d2.evaluation.wider_face_evaluation import read_submission_dir
+from ainnoface_d2 import engine, get_ainnoface_cfg
+from ainnoface_d2.evaluation import read_submission_dir
 
 import numpy as np
 import pytest
@@ -26,7 +27,6 @@ import torch
 import torch.multiprocessing as mp
 from _builtin_fixture import (
     SMALL_CONFIG,
-    load_train_net,
     make_tiny_faces,
     register_tiny_faces,
     tiny_train_opts,
@@ -53,18 +53,17 @@ def _worker(rank, world_size, dist_url, data_root, output_dir, opts):
     comm._LOCAL_PROCESS_GROUP = dist.new_group(list(range(world_size)))
     comm.synchronize()
     try:
-        train_net = load_train_net()
         register_tiny_faces(PREFIX, data_root)
         # ainnoface_d2.compat makes detectron2's create_ddp_model accept CPU models
         from detectron2.engine import defaults
 
         assert defaults.create_ddp_model._handles_cpu
-        args = train_net.default_argument_parser().parse_args(
-            ["--config-file", SMALL_CONFIG, *opts]
-        )
-        cfg = train_net.setup(args)
+        from detectron2.engine import default_argument_parser
 
-        class RecordingTrainer(train_net.Trainer):
+        args = default_argument_parser().parse_args(["--config-file", SMALL_CONFIG, *opts])
+        cfg = engine.setup(args)
+
+        class RecordingTrainer(engine.Trainer):
             @classmethod
             def build_model(cls, cfg):
                 model = super().build_model(cfg)
@@ -155,11 +154,8 @@ def test_two_process_training_and_gathered_evaluation(data_root, tmp_path):
     )
 
     # One process, same weights (rank 0's checkpoint), every val image.
-    train_net = load_train_net()
     register_tiny_faces(PREFIX, data_root)
-    cfg = train_net.get_ainnoface_cfg(
-        SMALL_CONFIG, tiny_train_opts(PREFIX, tmp_path / "single", **overrides)
-    )
+    cfg = get_ainnoface_cfg(SMALL_CONFIG, tiny_train_opts(PREFIX, tmp_path / "single", **overrides))
     cfg.freeze()
     model = build_model(cfg)
     DetectionCheckpointer(model).load(str(out_dir / "model_final.pth"))
@@ -167,9 +163,9 @@ def test_two_process_training_and_gathered_evaluation(data_root, tmp_path):
         assert torch.equal(v, final0[k]), k
     dataset = f"{PREFIX}_val"
     single_dir = tmp_path / "single_eval"
-    evaluator = train_net.Trainer.build_evaluator(cfg, dataset, output_folder=str(single_dir))
+    evaluator = engine.Trainer.build_evaluator(cfg, dataset, output_folder=str(single_dir))
     single_ap = inference_on_dataset(
-        model, train_net.Trainer.build_test_loader(cfg, dataset), evaluator
+        model, engine.Trainer.build_test_loader(cfg, dataset), evaluator
     )["wider_face"]
     single_pred = read_submission_dir(single_dir / "wider_face_submission")
 

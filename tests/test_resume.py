@@ -1,7 +1,7 @@
 """Resume: tools/train_net.py killed with SIGKILL after a checkpoint, then run with --resume.
 
 The first run is killed as soon as its first periodic checkpoint is recorded in
-``last_checkpoint``. Then (in this process) the Trainer of ``tools/train_net.py`` resumes from that
+``last_checkpoint``. Then (in this process) ``ainnoface_d2.engine.Trainer`` resumes from that
 checkpoint: the model weights, the SGD momentum buffers and the LR scheduler must equal the
 checkpoint's, and training must start at the next iteration. Finally the same command plus
 ``--resume`` runs to the end: it starts after the checkpoint, follows the LR schedule from there
@@ -21,13 +21,14 @@ import sys
 import time
 
 import ainnoface_d2  # noqa: F401
+from ainnoface_d2 import get_ainnoface_cfg
+from ainnoface_d2.engine import Trainer
 
 import pytest
 import torch
 from _builtin_fixture import (
     REPO,
     SMALL_CONFIG,
-    load_train_net,
     make_tiny_faces,
     register_tiny_faces,
     tiny_train_opts,
@@ -117,7 +118,7 @@ def test_sigkill_then_resume(tmp_path):
     assert ckpt["trainer"]["hooks"]["LRScheduler"]["last_epoch"] == CHECKPOINT_PERIOD
     assert "_trainer" in ckpt["trainer"], (
         "the checkpoint has no optimizer state: detectron2 v0.6's DefaultTrainer does not save "
-        "its SimpleTrainer's state; tools/train_net.py's Trainer must add it (state_dict / "
+        "its SimpleTrainer's state; ainnoface_d2.engine.Trainer must add it (state_dict / "
         "load_state_dict with a '_trainer' entry, as later Detectron2 does)"
     )
     saved_opt = ckpt["trainer"]["_trainer"]["optimizer"]
@@ -125,11 +126,10 @@ def test_sigkill_then_resume(tmp_path):
     assert momenta and sum(float(m.abs().sum()) > 0 for m in momenta) > len(momenta) // 2
 
     # Resume in this process and compare the restored state with the checkpoint.
-    train_net = load_train_net()
     register_tiny_faces("resume_test_faces", datasets_root / "builtin_faces")
-    cfg = train_net.get_ainnoface_cfg(SMALL_CONFIG, _opts("resume_test_faces", out_dir))
+    cfg = get_ainnoface_cfg(SMALL_CONFIG, _opts("resume_test_faces", out_dir))
     cfg.freeze()
-    trainer = train_net.Trainer(cfg)
+    trainer = Trainer(cfg)
     trainer.resume_or_load(resume=True)
     assert trainer.start_iter == CHECKPOINT_PERIOD
     assert trainer.scheduler.last_epoch == CHECKPOINT_PERIOD

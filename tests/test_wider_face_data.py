@@ -1,8 +1,9 @@
 """Tests of the WIDER FACE converter (ainnoface_d2.data.wider_face), its CLI
 (datasets/prepare_wider_face.py) and the dataset registration (ainnoface_d2.data.datasets).
 
-Counts on the real annotation files are checked against /work/shared/widerface/README.md and
-against an independent reading of the official .mat files with scipy.
+Counts on the real annotation files (``../shared/widerface`` beside the repository; the tests that
+need them skip without it) are checked against its README and against an independent reading of
+the official .mat files with scipy.
 """
 
 import importlib.util
@@ -12,13 +13,11 @@ from pathlib import Path
 
 import ainnoface_d2  # noqa: F401  (detectron2 compatibility shims first)
 from ainnoface_d2.data.datasets import register_wider_face_splits
-from ainnoface_d2.data.wider_face import (
+from ainnoface_d2.data.wider_face import build_coco_split, convert_split, read_image_size
+from ainnoface_d2.data.wider_face_format import (
     WiderFaceFormatError,
-    build_coco_split,
-    convert_split,
     parse_bbx_gt,
     parse_filelist,
-    read_image_size,
 )
 
 import cv2
@@ -39,7 +38,7 @@ BOX_FORMAT = "10 integers (x y w h blur expression illumination invalid occlusio
 def _real(*parts):
     path = SHARED.joinpath(*parts)
     if not path.is_file():
-        pytest.skip(f"{path} is not available (WIDER FACE files from /work/shared)")
+        pytest.skip(f"{path} is not available (the WIDER FACE files in ../shared/widerface)")
     return path
 
 
@@ -112,6 +111,11 @@ def _expected_training(boxes, labels):
     return (boxes[:, 2] > 0) & (boxes[:, 3] > 0) & (labels[:, 3] == 0) & (not dummy)
 
 
+def _expected_ignore(boxes, labels):
+    """Ignore regions written for train in a 10000x10000 image: invalid=1 with a positive size."""
+    return (boxes[:, 2] > 0) & (boxes[:, 3] > 0) & (labels[:, 3] == 1)
+
+
 def _anns_by_image(coco):
     names = {im["id"]: im["file_name"] for im in coco["images"]}
     out = {n: [] for n in names.values()}
@@ -140,11 +144,11 @@ def real_val():
 def test_real_train_counts(real_train):
     coco, stats = real_train
     # README "Measured counts".
-    assert stats["images"] == len(coco["images"]) == 12880
-    assert stats["box_lines"] == 159424
-    assert stats["faces"] == 159420
-    assert stats["faceless_images"] == 4
-    assert stats["attribute_sums"] == {
+    assert stats.images == len(coco["images"]) == 12880
+    assert stats.box_lines == 159424
+    assert stats.faces == 159420
+    assert stats.faceless_images == 4
+    assert stats.attribute_sums == {
         "blur": 232447,
         "expression": 1845,
         "illumination": 8134,
@@ -153,7 +157,7 @@ def test_real_train_counts(real_train):
         "pose": 6042,
     }
     # README "Gotchas": 23 boxes with w<=0 and 16 with h<=0 in train.
-    assert (stats["nonpositive_width"], stats["nonpositive_height"]) == (23, 16)
+    assert (stats.nonpositive_width, stats.nonpositive_height) == (23, 16)
 
     # Independent count from wider_face_train.mat.
     mat = _mat_boxes(_real("wider_face_split", "wider_face_train.mat"))
@@ -166,33 +170,40 @@ def test_real_train_counts(real_train):
         int(((b[:, 2] <= 0) | (b[:, 3] <= 0)).sum()) for b, _ in mat.values() if b.any()
     )
     assert n_dummy == 4
-    assert stats["training_faces"] == len(coco["annotations"]) == n_train
-    assert stats["not_training"] == {
+    n_invalid = sum(int(_expected_ignore(b, lab).sum()) for b, lab in mat.values())
+    assert stats.training_faces == n_train
+    assert stats.ignore_annotations == n_invalid
+    assert len(coco["annotations"]) == stats.annotations == n_train + n_invalid
+    assert stats.not_training == {
         "dummy": 4,
         "degenerate": n_degenerate,
         "invalid": 159424 - 4 - n_degenerate - n_train,
         "outside": 0,
     }
-    assert stats["not_training"]["invalid"] <= 2399
-    assert stats["clipped"] == 0
+    assert stats.not_training["invalid"] <= 2399
+    assert stats.not_training["invalid"] == n_invalid  # every invalid face has an area
+    assert stats.clipped == 0
 
-    # Every written box is the .mat's training box, in file order, with its attributes.
+    # Every written box is the .mat's training or invalid box, in file order, with its
+    # attributes; the invalid ones are ignore regions (iscrowd=1).
     for name, anns in _anns_by_image(coco).items():
         boxes, labels = mat[name]
-        keep = _expected_training(boxes, labels)
-        assert [a["bbox"] for a in anns] == boxes[keep].astype(float).tolist(), name
-        assert [[a[k] for k in ATTRS] for a in anns] == labels[keep].tolist(), name
-        assert all(a["iscrowd"] == 0 and a["area"] == a["bbox"][2] * a["bbox"][3] for a in anns)
-    assert [a["id"] for a in coco["annotations"]] == list(range(1, n_train + 1))
+        train, ignore = _expected_training(boxes, labels), _expected_ignore(boxes, labels)
+        written = train | ignore
+        assert [a["bbox"] for a in anns] == boxes[written].astype(float).tolist(), name
+        assert [[a[k] for k in ATTRS] for a in anns] == labels[written].tolist(), name
+        assert [a["iscrowd"] for a in anns] == ignore[written].astype(int).tolist(), name
+        assert all(a["area"] == a["bbox"][2] * a["bbox"][3] for a in anns)
+    assert [a["id"] for a in coco["annotations"]] == list(range(1, n_train + n_invalid + 1))
 
 
 def test_real_val_counts(real_val):
     coco, stats = real_val
-    assert stats["images"] == len(coco["images"]) == 3226
-    assert stats["box_lines"] == len(coco["annotations"]) == 39708
-    assert stats["faces"] == 39704
-    assert stats["faceless_images"] == 4
-    assert stats["attribute_sums"] == {
+    assert stats.images == len(coco["images"]) == 3226
+    assert stats.box_lines == len(coco["annotations"]) == 39708
+    assert stats.faces == 39704
+    assert stats.faceless_images == 4
+    assert stats.attribute_sums == {
         "blur": 57663,
         "expression": 400,
         "illumination": 2298,
@@ -200,7 +211,7 @@ def test_real_val_counts(real_val):
         "occlusion": 24607,
         "pose": 1655,
     }
-    assert (stats["nonpositive_width"], stats["nonpositive_height"]) == (9, 6)
+    assert (stats.nonpositive_width, stats.nonpositive_height) == (9, 6)
 
     anns = coco["annotations"]
     kept = {s: [a for a in anns if a[f"wider_{s}"]] for s in ("easy", "medium", "hard")}
@@ -210,8 +221,8 @@ def test_real_val_counts(real_val):
         "medium": 3019,
         "hard": 3219,
     }
-    assert stats["eval_kept"] == {"easy": 7211, "medium": 13319, "hard": 31958}
-    assert stats["eval_images_with_kept"] == {"easy": 2604, "medium": 3019, "hard": 3219}
+    assert stats.eval_kept == {"easy": 7211, "medium": 13319, "hard": 31958}
+    assert stats.eval_images_with_kept == {"easy": 2604, "medium": 3019, "hard": 3219}
     for a in anns:
         assert a["wider_easy"] <= a["wider_medium"] <= a["wider_hard"]
     assert not any(a["invalid"] for a in kept["hard"])
@@ -227,9 +238,9 @@ def test_real_val_counts(real_val):
         keep = _expected_training(boxes, labels)
         assert [a["iscrowd"] for a in per_image] == (~keep).astype(int).tolist()
         n_train += int(keep.sum())
-    assert stats["training_faces"] == n_train
+    assert stats.training_faces == n_train
     # 4 placeholders + 585 invalid + the degenerate valid ones are iscrowd=1.
-    assert sum(stats["not_training"].values()) == 39708 - n_train
+    assert sum(stats.not_training.values()) == 39708 - n_train
 
     # README: the negative-width Hard face.
     image_id = next(
@@ -288,10 +299,10 @@ def test_clipping_on_a_real_entry(tmp_path):
         [283, 680, 164, 208],
         [712, 351, 292, 374],
     ]
-    assert stats["clipped"] == 2
-    assert stats["not_training"]["outside"] == 1
+    assert stats.clipped == 2
+    assert stats.not_training["outside"] == 1
 
-    # As train, the box outside the image is dropped.
+    # As train, the box outside the image is dropped (it is not invalid).
     coco, stats = build_coco_split("train", txt, size_fn=lambda f: (700, 690))
     assert [a["bbox"] for a in coco["annotations"]] == [
         [7.0, 399.0, 201.0, 291.0],
@@ -331,6 +342,8 @@ C_BBOXES = [
 ]
 C = "1--Handshaking/c.jpg"
 C_TRAINING = [True, False, False, False, True, False, True]
+# Train writes the training faces (iscrowd=0) and the invalid face, box 3, as an ignore region.
+C_TRAIN_WRITTEN = [True, False, False, True, True, False, True]
 
 
 def _sizes(file_name):
@@ -347,27 +360,30 @@ def test_train_quirks(tmp_path):
         {"id": 3, "file_name": "1--Handshaking/c.jpg", "width": 100, "height": 100},
     ]
     anns = coco["annotations"]
-    assert [a["bbox"] for a in anns] == [b for b, t in zip(C_BBOXES, C_TRAINING) if t]
-    assert [a["id"] for a in anns] == [1, 2, 3]
-    assert all(a["image_id"] == 3 and a["iscrowd"] == 0 and a["category_id"] == 1 for a in anns)
-    assert [a["area"] for a in anns] == [400.0, 200.0, 20.0]
+    assert [a["bbox"] for a in anns] == [b for b, t in zip(C_BBOXES, C_TRAIN_WRITTEN) if t]
+    assert [a["id"] for a in anns] == [1, 2, 3, 4]
+    assert all(a["image_id"] == 3 and a["category_id"] == 1 for a in anns)
+    assert [a["iscrowd"] for a in anns] == [0, 1, 0, 0]
+    assert [a["area"] for a in anns] == [400.0, 100.0, 200.0, 20.0]
     assert [[a[k] for k in ATTRS] for a in anns] == [
         [0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 1, 0, 0],
         [2, 1, 1, 0, 2, 1],
         [1, 0, 0, 0, 1, 0],
     ]
     assert "wider_index" not in anns[0]
     assert coco["categories"] == [{"id": 1, "name": "face"}]
-    assert stats["images"] == 3
-    assert stats["faceless_images"] == 2
-    assert stats["box_lines"] == 8  # a's placeholder line + c's 7 (b has none)
-    assert stats["faces"] == 7
-    assert stats["training_faces"] == 3
-    assert stats["not_training"] == {"dummy": 2, "degenerate": 2, "invalid": 1, "outside": 1}
-    assert stats["clipped"] == 2
+    assert stats.images == 3
+    assert stats.faceless_images == 2
+    assert stats.box_lines == 8  # a's placeholder line + c's 7 (b has none)
+    assert stats.faces == 7
+    assert stats.training_faces == 3
+    assert stats.ignore_annotations == 1 and stats.annotations == 4
+    assert stats.not_training == {"dummy": 2, "degenerate": 2, "invalid": 1, "outside": 1}
+    assert stats.clipped == 2
     # 2 placeholders + box 1 (w=0); 2 placeholders + box 2 (h=0)
-    assert (stats["nonpositive_width"], stats["nonpositive_height"]) == (3, 3)
-    assert stats["attribute_sums"] == {
+    assert (stats.nonpositive_width, stats.nonpositive_height) == (3, 3)
+    assert stats.attribute_sums == {
         "blur": 4,
         "expression": 1,
         "illumination": 1,
@@ -417,10 +433,10 @@ def test_val_quirks_with_eval_ground_truth(tmp_path):
     assert [a["wider_easy"] for a in c] == [True] + [False] * 6
     assert [a["wider_medium"] for a in c] == [True, False, False, False, True, False, False]
     assert [a["wider_hard"] for a in c] == [True, False, False, False, True, False, True]
-    assert stats["box_lines"] == 8  # a: 1 (count 1 + all-zero line), b: none, c: 7
-    assert stats["not_training"] == {"dummy": 2, "degenerate": 2, "invalid": 1, "outside": 1}
-    assert stats["eval_kept"] == {"easy": 1, "medium": 2, "hard": 3}
-    assert stats["eval_images_with_kept"] == {"easy": 1, "medium": 1, "hard": 1}
+    assert stats.box_lines == 8  # a: 1 (count 1 + all-zero line), b: none, c: 7
+    assert stats.not_training == {"dummy": 2, "degenerate": 2, "invalid": 1, "outside": 1}
+    assert stats.eval_kept == {"easy": 1, "medium": 2, "hard": 3}
+    assert stats.eval_images_with_kept == {"easy": 1, "medium": 1, "hard": 1}
     assert len(coco["annotations"]) == 9
 
 
@@ -604,7 +620,7 @@ def test_missing_image(tmp_path, caplog):
     assert [im["file_name"] for im in coco["images"]] == ["0--Parade/a.jpg", "1--Handshaking/c.jpg"]
     assert [im["id"] for im in coco["images"]] == [1, 2]
     assert {a["image_id"] for a in coco["annotations"]} == {2}
-    assert stats["missing_images"] == 1 and stats["images_written"] == 2
+    assert stats.missing_images == 1 and stats.images_written == 2
 
 
 def test_check_mode_reports_every_problem(tmp_path):
@@ -626,7 +642,7 @@ def test_check_mode_reports_every_problem(tmp_path):
         " entirely",
         "1--Handshaking/c.jpg: box 6 [-5, -6, 10, 10] (line 14) reaches outside the 100x100 image",
     ]
-    assert stats["missing_images"] == 2
+    assert stats.missing_images == 2
 
 
 def _write_jpegs(image_root):
@@ -664,13 +680,15 @@ def test_sizes_from_jpeg_headers(tmp_path):
     stats = convert_split("train", txt, out, image_root=image_root)
     coco = json.loads(out.read_text())
     assert {im["file_name"]: (im["width"], im["height"]) for im in coco["images"]} == expected
-    # c.jpg is 20x40: box 0 [10,10,20,20] -> [10,10,10,20]; box 4 (x=90) and box 5 lie outside;
-    # box 6 [-5,-6,10,10] -> [0,0,5,4].
+    # c.jpg is 20x40: box 0 [10,10,20,20] -> [10,10,10,20]; box 3 (invalid) stays [5,5,10,10];
+    # box 4 (x=90) and box 5 lie outside; box 6 [-5,-6,10,10] -> [0,0,5,4].
     assert [a["bbox"] for a in coco["annotations"]] == [
         [10.0, 10.0, 10.0, 20.0],
+        [5.0, 5.0, 10.0, 10.0],
         [0.0, 0.0, 5.0, 4.0],
     ]
-    assert stats["not_training"]["outside"] == 2 and stats["clipped"] == 2
+    assert [a["iscrowd"] for a in coco["annotations"]] == [0, 1, 0]
+    assert stats.not_training["outside"] == 2 and stats.clipped == 2
 
     (image_root / "0--Parade/b.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(FileNotFoundError, match=r"'0--Parade/b\.jpg'"):
@@ -720,11 +738,12 @@ def test_cli_convert_and_check(tmp_path, capsys):
     }
     train = json.loads((root / "annotations/wider_face_train.json").read_text())
     val = json.loads((root / "annotations/wider_face_val.json").read_text())
-    assert len(train["annotations"]) == 3 and len(val["annotations"]) == 9
+    assert len(train["annotations"]) == 4 and len(val["annotations"]) == 9
+    assert stats["train"]["ignore_annotations"] == 1 and stats["train"]["training_faces"] == 3
     assert train["images"][2] == {"id": 3, "file_name": C, "width": 100, "height": 100}
     out = capsys.readouterr().out
     assert (
-        f"train: wrote {root / 'annotations/wider_face_train.json'} (3 images, 3 annotations" in out
+        f"train: wrote {root / 'annotations/wider_face_train.json'} (3 images, 4 annotations" in out
     )
     assert f"val: wrote {root / 'annotations/wider_face_val.json'} (3 images, 9 annotations" in out
 
@@ -785,7 +804,8 @@ def test_registration(tmp_path):
     assert c[4]["wider_bbox"] == [90, 80, 20, 30] and c[4]["blur"] == 2 and c[4]["pose"] == 1
     assert [a["iscrowd"] for a in c] == [0, 1, 1, 1, 1, 1, 0]  # box 4 lies outside the 20x40 image
     train = DatasetCatalog.get(f"{prefix}_train")
-    assert [len(d["annotations"]) for d in train] == [0, 0, 2]
+    assert [len(d["annotations"]) for d in train] == [0, 0, 3]
+    assert [a["iscrowd"] for a in train[2]["annotations"]] == [0, 1, 0]  # box 3 is invalid
     assert set(train[2]["annotations"][0]) >= set(ATTRS)
 
     # Registering again is harmless; a different location for the same name is refused.

@@ -18,7 +18,7 @@ from ainnoface_d2.evaluation import (
     WiderImageGT,
     evaluate,
     gt_from_dataset_dicts,
-    load_wider_gt_from_mat,
+    load_eval_ground_truth,
     read_submission_dir,
     read_submission_file,
     voc_ap,
@@ -385,7 +385,7 @@ def test_mat_loader_and_cli(tmp_path, capsys):
     gt, preds = _hand_case()
     gt.pop(("ev", "D"))  # scipy cannot store a 0x4 cell entry the way MATLAB does
     _write_mat_gt(tmp_path / "gt", gt)
-    loaded = load_wider_gt_from_mat(tmp_path / "gt")
+    loaded = load_eval_ground_truth(tmp_path / "gt")
     assert list(loaded) == list(gt)
     for k in gt:
         np.testing.assert_array_equal(loaded[k].boxes, gt[k].boxes)
@@ -411,7 +411,7 @@ def test_mat_loader_and_cli(tmp_path, capsys):
 def real_gt():
     if not (GT_DIR / "wider_hard_val.mat").is_file():
         pytest.skip(f"official ground truth not found in {GT_DIR}")
-    return load_wider_gt_from_mat(GT_DIR)
+    return load_eval_ground_truth(GT_DIR)
 
 
 def test_real_gt_counts(real_gt):

@@ -402,7 +402,7 @@ def synthetic_predictions(gt, per_image, seed=0):
 
 
 def bench_eval(args):
-    from ainnoface_d2.evaluation.wider_face_evaluation import evaluate, load_wider_gt_from_mat
+    from ainnoface_d2.evaluation import evaluate, load_eval_ground_truth
 
     if not os.path.isdir(args.wider_gt):
         raise FileNotFoundError(
@@ -410,7 +410,7 @@ def bench_eval(args):
             "with wider_face_val.mat and wider_{easy,medium,hard}_val.mat)"
         )
     t = time.perf_counter()
-    gt = load_wider_gt_from_mat(args.wider_gt)
+    gt = load_eval_ground_truth(args.wider_gt)
     load_s = time.perf_counter() - t
     preds = synthetic_predictions(gt, args.eval_preds)
     n = sum(len(p) for p in preds.values())
@@ -479,8 +479,8 @@ def bench_amp(args, device):
     from ainnoface_d2.data.builtin_faces import build_builtin_faces
     from ainnoface_d2.data.datasets import register_wider_face_splits
     from ainnoface_d2.data.wider_face import convert_wider_face
+    from ainnoface_d2.engine import Trainer
 
-    train_net = _load_tool("train_net")
     use_amp = device.type == "cuda"
     with tempfile.TemporaryDirectory() as tmp:
         root = os.path.join(tmp, "builtin_faces")
@@ -530,7 +530,7 @@ def bench_amp(args, device):
         )
         cfg.freeze()
         os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-        trainer = train_net.Trainer(cfg)
+        trainer = Trainer(cfg)
         trainer.resume_or_load(resume=False)
         out = {"amp_train_mode": "AMPTrainer fp16" if use_amp else "SimpleTrainer fp32 (no CUDA)"}
         t = time.perf_counter()

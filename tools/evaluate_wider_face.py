@@ -4,29 +4,35 @@
 The folder has the official submission layout, ``<pred>/<event>/<image name>.txt`` (image name,
 number of boxes, then ``x y w h score`` lines); ``--gt`` is the official ``eval_tools/ground_truth``
 directory (``wider_face_val.mat`` and ``wider_{easy,medium,hard}_val.mat``). Prints easy / medium /
-hard AP. See :mod:`ainnoface_d2.evaluation.wider_face_evaluation` for the protocol.
+hard AP. See :mod:`ainnoface_d2.evaluation.wider_face_protocol` for the protocol.
 
     python tools/evaluate_wider_face.py \\
         --pred output/inference/wider_face_val/wider_face_submission \\
         --gt datasets/wider_face/eval_tools/ground_truth
+
+A missing, short or malformed file, missing ground truth or a folder without a prediction file for
+any val image is reported on one line (``file:line: what was expected``) with exit status 2.
 """
 
 import argparse
 import json
 import logging
+import sys
 import time
 
 import ainnoface_d2  # noqa: F401  (detectron2 compatibility shims first)
+from ainnoface_d2.engine import SIZE_PROTOCOLS
 from ainnoface_d2.evaluation import (
     PROTOCOLS,
+    SETTINGS,
     evaluate,
-    load_wider_gt_from_mat,
+    load_eval_ground_truth,
     plot_pr_curves,
     read_submission_dir,
 )
 
 
-def main(argv=None):
+def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pred", required=True, help="predictions: <pred>/<event>/<image>.txt")
     parser.add_argument(
@@ -38,36 +44,55 @@ def main(argv=None):
         "--protocol",
         choices=PROTOCOLS,
         default="matlab",
-        help="'matlab': the official tool's exact arithmetic (default); 'python': the Python port",
+        help="scoring: 'matlab', the official tool's exact arithmetic (default); 'python', the "
+        "Python port",
+    )
+    parser.add_argument(
+        "--size-protocol",
+        choices=SIZE_PROTOCOLS,
+        help="the test-size protocol the predictions were made under, printed beside the APs "
+        "(a label: this tool cannot tell)",
     )
     parser.add_argument("--plot", help="save the precision-recall curves to this image file")
     parser.add_argument("--json", help="write the APs to this JSON file")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return parser
 
+
+def run(args):
     start = time.perf_counter()
-    gt = load_wider_gt_from_mat(args.gt)
+    gt = load_eval_ground_truth(args.gt)
     preds = read_submission_dir(args.pred, gt)
     read_s = time.perf_counter() - start
     start = time.perf_counter()
     results = evaluate(preds, gt, protocol=args.protocol)
     eval_s = time.perf_counter() - start
 
+    size = args.size_protocol or "not given"
+    labels = f"test size: {size}, scoring: {args.protocol}"
     print("==================== Results ====================")
-    for s in ("easy", "medium", "hard"):
-        print(f"{s.capitalize():<6} Val AP: {results[s]:.4f}")
+    for s in SETTINGS:
+        print(f"{s.capitalize():<6} Val AP: {results[s]:.4f}  ({labels})")
     print("=================================================")
-    print(f"({args.protocol} protocol; reading {read_s:.1f} s, evaluation {eval_s:.2f} s)")
+    print(f"(reading {read_s:.1f} s, evaluation {eval_s:.2f} s)")
     if args.plot:
-        plot_pr_curves(results, args.plot, title=f"WIDER FACE val ({args.protocol} protocol)")
+        plot_pr_curves(results, args.plot, title=f"WIDER FACE val ({labels})")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(
-                {"protocol": args.protocol, **{s: results[s] for s in ("easy", "medium", "hard")}},
-                f,
-                indent=2,
-            )
+            aps = {s: results[s] for s in SETTINGS}
+            meta = {"size_protocol": args.size_protocol, "scoring_protocol": args.protocol}
+            json.dump({**meta, **aps}, f, indent=2)
     return results
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return run(args)
+    except (OSError, ValueError) as e:
+        # Format errors carry "file:line: what was expected"; a traceback adds nothing to them.
+        print(f"evaluate_wider_face.py: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ import os
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
-from .wider_face import ATTRIBUTE_NAMES, EVAL_SETTINGS, split_paths
+from .wider_face import split_paths
+from .wider_face_format import ATTRIBUTE_NAMES, SETTINGS
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ __all__ = ["WIDER_FACE_ANNOTATION_KEYS", "register_wider_face_splits", "register
 # Annotation fields beyond detectron2's defaults that the converter writes and the evaluator and
 # data mappers use (val only: wider_index, wider_bbox, wider_easy/medium/hard).
 WIDER_FACE_ANNOTATION_KEYS = (
-    list(ATTRIBUTE_NAMES) + ["wider_index", "wider_bbox"] + [f"wider_{s}" for s in EVAL_SETTINGS]
+    list(ATTRIBUTE_NAMES) + ["wider_index", "wider_bbox"] + [f"wider_{s}" for s in SETTINGS]
 )
 
 # prefix -> (directory under the datasets root, splits, command that writes the JSON files)

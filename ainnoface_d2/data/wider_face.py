@@ -1,22 +1,13 @@
-"""Read the WIDER FACE annotation files and convert them to COCO JSON.
+"""Convert the WIDER FACE annotations to COCO JSON.
 
-WIDER FACE (Yang, Luo, Loy, Tang, "WIDER FACE: A Face Detection Benchmark", CVPR 2016) ships its
-annotations as text files, ``wider_face_split/wider_face_{train,val}_bbx_gt.txt``::
-
-    <event>/<image>.jpg
-    <number of boxes>
-    x y w h blur expression illumination invalid occlusion pose      (one line per box)
-
-and the test image list as ``wider_face_test_filelist.txt``. The official evaluation reads the
-MATLAB ground truth in ``eval_tools/ground_truth/`` instead: ``wider_face_val.mat`` and
-``wider_{easy,medium,hard}_val.mat``, whose ``gt_list`` holds, per image, the 1-based indices of the
-``face_bbx_list`` boxes that count in that setting.
-
-This module turns each split into one COCO JSON file (the schema is in ``datasets/README.md``):
-training faces (``iscrowd=0``) are valid boxes with a positive area inside the image; for val
-every official box is kept (``iscrowd=1`` where it is not a training face) together with its index
-in the official ground truth, the official box and the Easy/Medium/Hard flags, so that an evaluator
-sees the complete ground truth. Quirks of the real files that it handles (``datasets/README.md``):
+The files are read by :mod:`ainnoface_d2.data.wider_face_format` (formats, constants, the official
+evaluation ground truth). This module turns each split into one COCO JSON file (the schema is in
+``datasets/README.md``): training faces (``iscrowd=0``) are valid boxes with a positive area inside
+the image; ``invalid=1`` faces with an area inside the image are kept in every split as ignore
+annotations (``iscrowd=1``); for val every official box is kept (``iscrowd=1`` where it is not a
+training face) together with its index in the official ground truth, the official box and the
+Easy/Medium/Hard flags, so that an evaluator sees the complete ground truth. Quirks of the real
+files that it handles (``datasets/README.md``):
 
 * train images without faces have a count of 0 followed by one all-zero placeholder line; val writes
   them as a count of 1 with that line;
@@ -24,7 +15,6 @@ sees the complete ground truth. Quirks of the real files that it handles (``data
 * ``invalid=1`` faces and boxes that reach outside the image (clipped; a box with no area left is
   not a training face).
 
-A malformed file raises :class:`WiderFaceFormatError` with ``path:line: what was expected``.
 Image sizes come from the image headers (no pixel decoding), with the EXIF orientation applied the
 way :func:`detectron2.data.detection_utils.read_image` applies it.
 """
@@ -32,26 +22,31 @@ way :func:`detectron2.data.detection_utils.read_image` applies it.
 import json
 import logging
 import os
-import re
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from .wider_face_format import (
+    ATTRIBUTE_NAMES,
+    SETTINGS,
+    SPLITS,
+    WiderFaceFormatError,
+    WiderImage,
+    eval_gt_path,
+    image_key,
+    load_eval_ground_truth,
+    parse_bbx_gt,
+    parse_filelist,
+)
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "ATTRIBUTE_NAMES",
-    "EVAL_SETTINGS",
-    "SPLITS",
     "NOT_TRAINING_REASONS",
-    "WiderFaceFormatError",
-    "WiderImage",
-    "parse_bbx_gt",
-    "parse_filelist",
-    "load_eval_ground_truth",
+    "ConversionStats",
     "read_image_size",
     "sizes_from_json",
     "split_paths",
@@ -60,238 +55,62 @@ __all__ = [
     "convert_wider_face",
 ]
 
-SPLITS = ("train", "val", "test")
-# Column order of a box line after x y w h, with the largest value each may take
-# (wider_face_split/readme.txt).
-ATTRIBUTE_NAMES = ("blur", "expression", "illumination", "invalid", "occlusion", "pose")
-_ATTRIBUTE_MAX = (2, 1, 1, 1, 2, 1)
-EVAL_SETTINGS = ("easy", "medium", "hard")
 # Why a box is not a training face, in the order they are tested: a box is counted under the first.
 NOT_TRAINING_REASONS = ("dummy", "degenerate", "invalid", "outside")
-
-_BOX_LINE_FORMAT = "10 integers (x y w h " + " ".join(ATTRIBUTE_NAMES) + ")"
-_IMAGE_PATH_RE = re.compile(r"^[^/\\\s]+/[^/\\\s]+\.jpg$", re.IGNORECASE)
 # EXIF orientations 5-8 are transposes: detectron2's read_image swaps width and height for them.
 _EXIF_ORIENTATION_TAG = 0x0112
 _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
 
 
-class WiderFaceFormatError(ValueError):
-    """A WIDER FACE annotation file does not have the expected format; the message starts with
-    ``path:line:``."""
+def _counts(keys):
+    return field(default_factory=lambda: dict.fromkeys(keys, 0))
 
 
 @dataclass
-class WiderImage:
-    """One image entry of a ``*_bbx_gt.txt`` file.
+class ConversionStats:
+    """What :func:`build_coco_split` found and wrote for one split.
 
-    ``boxes`` is (N, 4) int64 ``[x, y, w, h]`` as written in the file, ``attributes`` (N, 6) int64
-    in :data:`ATTRIBUTE_NAMES` order. A faceless image has one all-zero placeholder box (the .mat
-    stores it that way too, so box indices line up with the official ground truth); ``box_lines``
-    holds the line number of each box line, or 0 where a train-style count of 0 was not followed by
-    a placeholder line.
+    ``not_training`` counts the boxes that are not training faces by their first reason in
+    :data:`NOT_TRAINING_REASONS`; ``ignore_annotations`` the ``iscrowd=1`` annotations written;
+    ``eval_kept`` / ``eval_images_with_kept`` (val) the faces each official setting keeps and the
+    images with at least one. ``problems`` is filled in ``--check`` mode, ``seconds`` and
+    ``json_file`` when a file is written.
     """
 
-    file_name: str
-    line: int
-    boxes: np.ndarray
-    attributes: np.ndarray
-    box_lines: list
+    split: str
+    images: int = 0
+    images_written: int = 0
+    missing_images: int = 0
+    faceless_images: int = 0
+    box_lines: int = 0
+    faces: int = 0
+    annotations: int = 0
+    training_faces: int = 0
+    ignore_annotations: int = 0
+    not_training: dict = _counts(NOT_TRAINING_REASONS)
+    clipped: int = 0
+    nonpositive_width: int = 0
+    nonpositive_height: int = 0
+    attribute_sums: dict = _counts(ATTRIBUTE_NAMES)
+    eval_kept: dict = _counts(SETTINGS)
+    eval_images_with_kept: dict = _counts(SETTINGS)
+    problems: list | None = None
+    seconds: float | None = None
+    json_file: str | None = None
 
-    @property
-    def faceless(self):
-        return len(self.boxes) == 1 and not self.boxes.any() and not self.attributes.any()
-
-
-def _looks_like_image_path(text):
-    return _IMAGE_PATH_RE.match(text.strip()) is not None
-
-
-def _check_image_path(path, lineno, text):
-    name = text.strip()
-    if not _IMAGE_PATH_RE.match(name):
-        raise WiderFaceFormatError(
-            f"{path}:{lineno}: expected an image path '<event>/<name>.jpg', got {name!r}"
-        )
-    return name
-
-
-def _parse_box(path, lineno, text, image_name):
-    fields = text.split()
-    if len(fields) != 10:
-        what = "an image path" if _looks_like_image_path(text) else f"{len(fields)} fields"
-        raise WiderFaceFormatError(
-            f"{path}:{lineno}: expected a box line of {_BOX_LINE_FORMAT} for '{image_name}', "
-            f"got {what}: {text.strip()!r}"
-        )
-    try:
-        values = [int(v) for v in fields]
-    except ValueError:
-        bad = next(v for v in fields if not re.fullmatch(r"[+-]?\d+", v))
-        raise WiderFaceFormatError(
-            f"{path}:{lineno}: expected a box line of {_BOX_LINE_FORMAT}, got non-integer {bad!r}"
-        ) from None
-    for name, value, vmax in zip(ATTRIBUTE_NAMES, values[4:], _ATTRIBUTE_MAX):
-        if not 0 <= value <= vmax:
-            raise WiderFaceFormatError(
-                f"{path}:{lineno}: attribute {name} must be an integer in [0, {vmax}], got {value}"
-            )
-    return values
+    def as_dict(self):
+        """The stats as a JSON-ready dict, without the fields that do not apply to the split."""
+        out = {k: v for k, v in asdict(self).items() if v is not None}
+        if self.split == "test":
+            out = {k: out[k] for k in out if k in _TEST_FIELDS}
+        elif self.split == "train":
+            out.pop("eval_kept")
+            out.pop("eval_images_with_kept")
+        return out
 
 
-def _read_lines(path):
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
-    # Trailing blank lines are harmless; blank lines elsewhere are reported where they occur.
-    n = len(lines)
-    while n and not lines[n - 1].strip():
-        n -= 1
-    if n == 0:
-        raise WiderFaceFormatError(f"{path}:1: expected an image path, the file is empty")
-    return lines[:n]
-
-
-def parse_bbx_gt(path):
-    """Parse ``wider_face_{train,val}_bbx_gt.txt`` into :class:`WiderImage` s, in file order."""
-    path = os.fspath(path)
-    lines = _read_lines(path)
-    n = len(lines)
-    images = []
-    seen = {}
-    i = 0
-    while i < n:
-        lineno = i + 1
-        name = _check_image_path(path, lineno, lines[i])
-        if name in seen:
-            raise WiderFaceFormatError(
-                f"{path}:{lineno}: image '{name}' is listed twice (first at line {seen[name]})"
-            )
-        seen[name] = lineno
-        i += 1
-        if i >= n:
-            raise WiderFaceFormatError(
-                f"{path}:{n}: file ended early: expected the number of boxes of '{name}' "
-                f"(line {lineno})"
-            )
-        count_text = lines[i].strip()
-        if not count_text.isdigit():
-            raise WiderFaceFormatError(
-                f"{path}:{i + 1}: expected the number of boxes of '{name}' "
-                f"(a non-negative integer), got {count_text!r}"
-            )
-        count = int(count_text)
-        i += 1
-        rows, box_lines = [], []
-        if count == 0:
-            # The train txt follows a count of 0 with one all-zero placeholder line (the .mat
-            # stores a faceless image as one all-zero box). Accept files that omit it too.
-            if i < n and not _looks_like_image_path(lines[i]):
-                row = _parse_box(path, i + 1, lines[i], name)
-                if any(row):
-                    raise WiderFaceFormatError(
-                        f"{path}:{i + 1}: expected the all-zero placeholder line that follows a "
-                        f"box count of 0 for '{name}', got {lines[i].strip()!r}"
-                    )
-                box_lines.append(i + 1)
-                i += 1
-            else:
-                box_lines.append(0)
-            rows.append([0] * 10)
-        else:
-            for k in range(count):
-                if i >= n:
-                    raise WiderFaceFormatError(
-                        f"{path}:{n}: file ended early: '{name}' (line {lineno}) declares "
-                        f"{count} boxes, found {k}"
-                    )
-                rows.append(_parse_box(path, i + 1, lines[i], name))
-                box_lines.append(i + 1)
-                i += 1
-        arr = np.asarray(rows, dtype=np.int64).reshape(-1, 10)
-        images.append(WiderImage(name, lineno, arr[:, :4], arr[:, 4:], box_lines))
-    return images
-
-
-def parse_filelist(path):
-    """Parse ``wider_face_test_filelist.txt``: one ``<event>/<name>.jpg`` per line."""
-    path = os.fspath(path)
-    names = []
-    seen = {}
-    for i, text in enumerate(_read_lines(path)):
-        name = _check_image_path(path, i + 1, text)
-        if name in seen:
-            raise WiderFaceFormatError(
-                f"{path}:{i + 1}: image '{name}' is listed twice (first at line {seen[name]})"
-            )
-        seen[name] = i + 1
-        names.append(name)
-    return names
-
-
-def _mat_str(cell):
-    return str(np.asarray(cell).ravel()[0])
-
-
-def _iter_mat_images(mat, path, key):
-    """Yield ``(file_name, mat[key] cell of that image)`` over a WIDER .mat file's cell arrays."""
-    events = mat["event_list"]
-    for e in range(events.shape[0]):
-        event = _mat_str(events[e, 0])
-        files = mat["file_list"][e, 0]
-        cells = mat[key][e, 0]
-        if cells.shape[0] != files.shape[0]:
-            raise WiderFaceFormatError(
-                f"{path}: event '{event}' has {files.shape[0]} files but {cells.shape[0]} {key}"
-            )
-        for j in range(files.shape[0]):
-            yield f"{event}/{_mat_str(files[j, 0])}.jpg", cells[j, 0]
-
-
-def load_eval_ground_truth(gt_dir):
-    """Read the official val ground truth of the WIDER FACE evaluation tool.
-
-    Returns ``(gt, sources)``: ``gt`` maps ``"<event>/<name>.jpg"`` to a dict with ``boxes``
-    ((N, 4) int64, the official ``face_bbx_list``, negative sizes kept) and, per setting found, a
-    boolean (N,) array ``easy``/``medium``/``hard`` (from the 1-based ``gt_list``); ``sources``
-    maps ``"boxes"`` and each setting found to the file it was read from. Returns ``(None, {})``
-    when ``gt_dir`` holds none of the files.
-    """
-    import scipy.io
-
-    gt_dir = os.fspath(gt_dir)
-    candidates = [("boxes", "wider_face_val.mat")] + [
-        (s, f"wider_{s}_val.mat") for s in EVAL_SETTINGS
-    ]
-    sources = {k: os.path.join(gt_dir, f) for k, f in candidates}
-    sources = {k: p for k, p in sources.items() if os.path.isfile(p)}
-    if not sources:
-        return None, {}
-    gt = {}
-    # Any of the four files has face_bbx_list (identical in all of them); prefer wider_face_val.mat.
-    box_source = sources.get("boxes") or sources[next(s for s in EVAL_SETTINGS if s in sources)]
-    sources["boxes"] = box_source
-    mat = scipy.io.loadmat(box_source)
-    for name, cell in _iter_mat_images(mat, box_source, "face_bbx_list"):
-        gt[name] = {"boxes": np.asarray(cell, dtype=np.int64).reshape(-1, 4)}
-    for setting in EVAL_SETTINGS:
-        if setting not in sources:
-            continue
-        path = sources[setting]
-        mat = scipy.io.loadmat(path)
-        for name, cell in _iter_mat_images(mat, path, "gt_list"):
-            if name not in gt:
-                raise WiderFaceFormatError(f"{path}: image '{name}' is not in {box_source}")
-            num = len(gt[name]["boxes"])
-            keep = np.asarray(cell, dtype=np.int64).ravel()
-            if keep.size and (keep.min() < 1 or keep.max() > num):
-                raise WiderFaceFormatError(
-                    f"{path}: gt_list of '{name}' has index {int(keep.max())} or {int(keep.min())}"
-                    f" outside 1..{num} (1-based indices into face_bbx_list)"
-                )
-            flags = np.zeros(num, dtype=bool)
-            flags[keep - 1] = True
-            gt[name][setting] = flags
-    return gt, sources
+_TEST_FIELDS = ("split", "images", "images_written", "missing_images", "problems", "seconds")
+_TEST_FIELDS += ("json_file",)
 
 
 def read_image_size(path):
@@ -343,9 +162,8 @@ def _clip(x, y, w, h, width, height):
     return [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]
 
 
-def _check_against_eval_gt(image, official, annotation_file, gt_source):
+def _check_against_eval_gt(image, mat_boxes, annotation_file, gt_source):
     txt_boxes = image.boxes
-    mat_boxes = official["boxes"]
     if len(txt_boxes) != len(mat_boxes):
         raise WiderFaceFormatError(
             f"{annotation_file}:{image.line}: '{image.file_name}' has {len(txt_boxes)} boxes but "
@@ -361,28 +179,145 @@ def _check_against_eval_gt(image, official, annotation_file, gt_source):
         )
 
 
-def _new_stats(split):
-    stats = {"split": split, "images": 0, "images_written": 0, "missing_images": 0}
+def _size_function(image_root, size_fn):
+    if size_fn is not None:
+        return size_fn
+    if image_root is None:
+        raise ValueError("build_coco_split needs image_root or size_fn to know image sizes")
+    image_root = os.fspath(image_root)
+    return lambda file_name: read_image_size(os.path.join(image_root, file_name))
+
+
+def _read_split(split, annotation_file):
     if split == "test":
-        return stats
-    stats.update(
-        {
-            "faceless_images": 0,
-            "box_lines": 0,
-            "faces": 0,
-            "annotations": 0,
-            "training_faces": 0,
-            "not_training": dict.fromkeys(NOT_TRAINING_REASONS, 0),
-            "clipped": 0,
-            "nonpositive_width": 0,
-            "nonpositive_height": 0,
-            "attribute_sums": dict.fromkeys(ATTRIBUTE_NAMES, 0),
-        }
-    )
-    if split == "val":
-        stats["eval_kept"] = dict.fromkeys(EVAL_SETTINGS, 0)
-        stats["eval_images_with_kept"] = dict.fromkeys(EVAL_SETTINGS, 0)
-    return stats
+        names = parse_filelist(annotation_file)
+        return [WiderImage(n, i + 1, None, None, []) for i, n in enumerate(names)]
+    return parse_bbx_gt(annotation_file)
+
+
+def _val_ground_truth(eval_gt_dir, annotation_file):
+    """The official ground truth for val, with the settings whose files exist; ``None`` (and a
+    warning) when ``wider_face_val.mat`` is absent."""
+    if eval_gt_dir is None or not os.path.isfile(eval_gt_path(eval_gt_dir)):
+        logger.warning(
+            "No official evaluation ground truth (wider_face_val.mat, wider_{easy,medium,hard}"
+            "_val.mat) in %s: wider_easy/medium/hard are False and wider_bbox comes from %s. "
+            "Get eval_tools.zip from http://shuoyang1213.me/WIDERFACE/ "
+            "(see datasets/README.md).",
+            eval_gt_dir,
+            annotation_file,
+        )
+        return None
+    present = [s for s in SETTINGS if os.path.isfile(eval_gt_path(eval_gt_dir, s))]
+    missing = [s for s in SETTINGS if s not in present]
+    if missing:
+        logger.warning(
+            "%s lacks wider_%s_val.mat: those flags are False.", eval_gt_dir, "/".join(missing)
+        )
+    return load_eval_ground_truth(eval_gt_dir, present)
+
+
+def _official_entry(image, eval_gt, annotation_file, gt_source):
+    """The image's official ground truth, checked against its txt boxes (val only)."""
+    if eval_gt is None or image.boxes is None:
+        return None
+    official = eval_gt.get(image_key(image.file_name))
+    if official is None:
+        raise WiderFaceFormatError(
+            f"{annotation_file}:{image.line}: '{image.file_name}' is not in the official "
+            f"ground truth {gt_source}"
+        )
+    _check_against_eval_gt(image, official.boxes, annotation_file, gt_source)
+    return official
+
+
+def _count_boxes(stats, image, official):
+    """Add the image's box counts (before the image size is known) to ``stats``."""
+    for name, total in zip(ATTRIBUTE_NAMES, image.attributes.sum(axis=0).tolist()):
+        stats.attribute_sums[name] += total
+    stats.box_lines += sum(1 for line in image.box_lines if line)
+    stats.nonpositive_width += int((image.boxes[:, 2] <= 0).sum())
+    stats.nonpositive_height += int((image.boxes[:, 3] <= 0).sum())
+    stats.faceless_images += image.faceless
+    stats.faces += 0 if image.faceless else len(image.boxes)
+    if official is not None:
+        for setting, mask in official.keep.items():
+            kept = int(mask.sum())
+            stats.eval_kept[setting] += kept
+            stats.eval_images_with_kept[setting] += kept > 0
+
+
+def _image_size(image, size_fn, stats, annotation_file, skip_missing, problems):
+    """``(width, height)``, or ``None`` for an image that is skipped (or reported in check mode)."""
+    try:
+        return tuple(int(v) for v in size_fn(image.file_name))
+    except OSError as e:
+        stats.missing_images += 1
+        if problems is not None:
+            problems.append(f"{image.file_name}: cannot read the image size: {e}")
+            return None
+        if skip_missing:
+            logger.warning("Skipping %s: cannot read the image size: %s", image.file_name, e)
+            return None
+        raise FileNotFoundError(
+            f"cannot read the size of image '{image.file_name}' listed in "
+            f"{annotation_file}:{image.line} ({e}); pass --skip-missing to skip such images"
+        ) from e
+
+
+def _not_training_reason(faceless, box, attrs, bbox):
+    """The first of :data:`NOT_TRAINING_REASONS` that applies to a box, or ``None``."""
+    if faceless:
+        return "dummy"
+    if box[2] <= 0 or box[3] <= 0:
+        return "degenerate"
+    if attrs[ATTRIBUTE_NAMES.index("invalid")]:
+        return "invalid"
+    if bbox[2] <= 0 or bbox[3] <= 0:
+        return "outside"
+    return None
+
+
+def _writes(split, reason, bbox):
+    """Whether a box becomes an annotation: every val box; in train the training faces and the
+    invalid faces that keep an area in the image (ignore regions)."""
+    if split == "val" or reason is None:
+        return True
+    return reason == "invalid" and bbox[2] > 0 and bbox[3] > 0
+
+
+def _image_annotations(split, image, size, official, stats, problems):
+    """The COCO annotations of one image (``id`` and ``image_id`` are set by the caller)."""
+    width, height = size
+    # Plain Python ints from here on: per-element numpy scalars would be several times slower.
+    official_boxes = official.boxes.tolist() if official is not None else None
+    flags = {s: official.keep[s].tolist() for s in official.keep} if official is not None else {}
+    anns = []
+    for k, (box, attrs) in enumerate(zip(image.boxes.tolist(), image.attributes.tolist())):
+        bbox = _clip(*box, width, height)
+        reason = _not_training_reason(image.faceless, box, attrs, bbox)
+        if reason is not None:
+            stats.not_training[reason] += 1
+        if problems is not None and reason in (None, "outside") and bbox != box:
+            problems.append(
+                f"{image.file_name}: box {k} {box} (line {image.box_lines[k]}) reaches outside "
+                f"the {width}x{height} image" + (" entirely" if reason == "outside" else "")
+            )
+        if reason is None:
+            stats.training_faces += 1
+            stats.clipped += bbox != box
+        if not _writes(split, reason, bbox):
+            continue
+        ann = {"category_id": 1, "bbox": bbox, "area": bbox[2] * bbox[3]}
+        ann["iscrowd"] = 0 if reason is None else 1
+        ann.update(zip(ATTRIBUTE_NAMES, attrs))
+        if split == "val":
+            ann["wider_index"] = k
+            ann["wider_bbox"] = official_boxes[k] if official_boxes is not None else box
+            for setting in SETTINGS:
+                ann[f"wider_{setting}"] = flags[setting][k] if setting in flags else False
+        anns.append(ann)
+    return anns
 
 
 def build_coco_split(
@@ -395,11 +330,12 @@ def build_coco_split(
     skip_missing=False,
     problems=None,
 ):
-    """Convert one split to a COCO dict. Returns ``(coco, stats)``.
+    """Convert one split to a COCO dict. Returns ``(coco, stats)``, stats a
+    :class:`ConversionStats`.
 
     Args:
         split: "train", "val" or "test"; decides the file format (test is a file list) and what
-            is kept (train writes training faces only, val every official box).
+            is kept (train writes training faces and invalid faces, val every official box).
         annotation_file: the split's ``*_bbx_gt.txt`` or ``wider_face_test_filelist.txt``.
         image_root: the split's ``images/`` directory, where sizes are read from.
         size_fn: ``file_name -> (width, height)`` used instead of reading the images; it raises
@@ -414,145 +350,32 @@ def build_coco_split(
     if split not in SPLITS:
         raise ValueError(f"unknown WIDER FACE split {split!r}, expected one of {SPLITS}")
     annotation_file = os.fspath(annotation_file)
-    if size_fn is None:
-        if image_root is None:
-            raise ValueError("build_coco_split needs image_root or size_fn to know image sizes")
-        image_root = os.fspath(image_root)
+    size_fn = _size_function(image_root, size_fn)
+    images = _read_split(split, annotation_file)
+    eval_gt = _val_ground_truth(eval_gt_dir, annotation_file) if split == "val" else None
+    gt_source = eval_gt_path(eval_gt_dir) if eval_gt is not None else None
 
-        def size_fn(file_name):
-            return read_image_size(os.path.join(image_root, file_name))
-
-    if split == "test":
-        images = [
-            WiderImage(n, i + 1, None, None, [])
-            for i, n in enumerate(parse_filelist(annotation_file))
-        ]
-    else:
-        images = parse_bbx_gt(annotation_file)
-
-    eval_gt, gt_sources = None, {}
-    if split == "val":
-        if eval_gt_dir is not None:
-            eval_gt, gt_sources = load_eval_ground_truth(eval_gt_dir)
-        missing = [s for s in EVAL_SETTINGS if s not in gt_sources]
-        if eval_gt is None:
-            logger.warning(
-                "No official evaluation ground truth (wider_face_val.mat, wider_{easy,medium,hard}"
-                "_val.mat) in %s: wider_easy/medium/hard are False and wider_bbox comes from %s. "
-                "Get eval_tools.zip from http://shuoyang1213.me/WIDERFACE/ "
-                "(see datasets/README.md).",
-                eval_gt_dir,
-                annotation_file,
-            )
-        elif missing:
-            logger.warning(
-                "%s lacks wider_%s_val.mat: those flags are False.",
-                eval_gt_dir,
-                "/".join(missing),
-            )
-
-    stats = _new_stats(split)
-    stats["images"] = len(images)
+    stats = ConversionStats(split, images=len(images))
     coco_images, coco_anns = [], []
-    attr_sums = np.zeros(len(ATTRIBUTE_NAMES), dtype=np.int64)
-    reasons = stats.get("not_training")
-    check = problems is not None
     for image in tqdm(images, desc=f"WIDER FACE {split}", unit="img", disable=None):
-        name = image.file_name
-        official = None
+        official = _official_entry(image, eval_gt, annotation_file, gt_source)
         if image.boxes is not None:
-            attr_sums += image.attributes.sum(axis=0)
-            stats["box_lines"] += sum(1 for line in image.box_lines if line)
-            stats["nonpositive_width"] += int((image.boxes[:, 2] <= 0).sum())
-            stats["nonpositive_height"] += int((image.boxes[:, 3] <= 0).sum())
-            faceless = image.faceless
-            stats["faceless_images"] += faceless
-            stats["faces"] += 0 if faceless else len(image.boxes)
-            if eval_gt is not None:
-                official = eval_gt.get(name)
-                if official is None:
-                    raise WiderFaceFormatError(
-                        f"{annotation_file}:{image.line}: '{name}' is not in the official "
-                        f"ground truth {gt_sources['boxes']}"
-                    )
-                _check_against_eval_gt(image, official, annotation_file, gt_sources["boxes"])
-        try:
-            width, height = (int(v) for v in size_fn(name))
-        except OSError as e:
-            stats["missing_images"] += 1
-            if check:
-                problems.append(f"{name}: cannot read the image size: {e}")
-                continue
-            if skip_missing:
-                logger.warning("Skipping %s: cannot read the image size: %s", name, e)
-                continue
-            raise FileNotFoundError(
-                f"cannot read the size of image '{name}' listed in {annotation_file}:{image.line}"
-                f" ({e}); pass --skip-missing to skip such images"
-            ) from e
+            _count_boxes(stats, image, official)
+        size = _image_size(image, size_fn, stats, annotation_file, skip_missing, problems)
+        if size is None:
+            continue
         image_id = len(coco_images) + 1
-        coco_images.append({"id": image_id, "file_name": name, "width": width, "height": height})
+        coco_images.append(
+            {"id": image_id, "file_name": image.file_name, "width": size[0], "height": size[1]}
+        )
         if image.boxes is None:
             continue
-        # Plain Python ints from here on: per-element numpy scalars would be several times slower.
-        official_boxes = official["boxes"].tolist() if official is not None else None
-        flags = {
-            s: official[s].tolist() if official is not None and s in official else None
-            for s in EVAL_SETTINGS
-        }
-        for k, (box, attrs) in enumerate(zip(image.boxes.tolist(), image.attributes.tolist())):
-            x, y, w, h = box
-            bbox = _clip(x, y, w, h, width, height)
-            if faceless:
-                reason = "dummy"
-            elif w <= 0 or h <= 0:
-                reason = "degenerate"
-            elif attrs[3]:
-                reason = "invalid"
-            elif bbox[2] <= 0 or bbox[3] <= 0:
-                reason = "outside"
-            else:
-                reason = None
-            if reason is not None:
-                reasons[reason] += 1
-            if check and reason in (None, "outside") and bbox != [x, y, w, h]:
-                problems.append(
-                    f"{name}: box {k} [{x}, {y}, {w}, {h}] (line {image.box_lines[k]}) reaches "
-                    f"outside the {width}x{height} image"
-                    + (" entirely" if reason == "outside" else "")
-                )
-            if reason is None:
-                stats["training_faces"] += 1
-                stats["clipped"] += bbox != [x, y, w, h]
-            elif split == "train":
-                continue
-            ann = {
-                "id": len(coco_anns) + 1,
-                "image_id": image_id,
-                "category_id": 1,
-                "bbox": bbox,
-                "area": bbox[2] * bbox[3],
-                "iscrowd": 0 if reason is None else 1,
-            }
-            ann.update(zip(ATTRIBUTE_NAMES, attrs))
-            if split == "val":
-                ann["wider_index"] = k
-                ann["wider_bbox"] = official_boxes[k] if official_boxes is not None else box
-                for setting in EVAL_SETTINGS:
-                    f = flags[setting]
-                    ann[f"wider_{setting}"] = f[k] if f is not None else False
-            coco_anns.append(ann)
-        if split == "val" and official is not None:
-            for setting in EVAL_SETTINGS:
-                if setting in official:
-                    kept = int(official[setting].sum())
-                    stats["eval_kept"][setting] += kept
-                    stats["eval_images_with_kept"][setting] += kept > 0
+        for ann in _image_annotations(split, image, size, official, stats, problems):
+            coco_anns.append({"id": len(coco_anns) + 1, "image_id": image_id, **ann})
 
-    stats["images_written"] = len(coco_images)
-    if split != "test":
-        stats["annotations"] = len(coco_anns)
-        stats["attribute_sums"] = dict(zip(ATTRIBUTE_NAMES, (int(v) for v in attr_sums)))
+    stats.images_written = len(coco_images)
+    stats.annotations = len(coco_anns)
+    stats.ignore_annotations = sum(a["iscrowd"] for a in coco_anns)
     coco = {
         "info": {
             "description": f"WIDER FACE {split} (Yang et al., CVPR 2016), converted from "
@@ -566,38 +389,36 @@ def build_coco_split(
 
 
 def _log_stats(stats):
-    split = stats["split"]
-    if split == "test":
+    if stats.split == "test":
         logger.info(
             "WIDER FACE test: %d images written (%d missing).",
-            stats["images_written"],
-            stats["missing_images"],
+            stats.images_written,
+            stats.missing_images,
         )
         return
-    not_training = ", ".join(f"{k} {v}" for k, v in stats["not_training"].items())
-    kept = "dropped" if split == "train" else "kept with iscrowd=1"
+    not_training = ", ".join(f"{k} {v}" for k, v in stats.not_training.items())
     logger.info(
         "WIDER FACE %s: %d images written (%d missing, %d faceless), %d box lines, %d faces, "
-        "%d training faces (%d clipped to the image). Not training faces, %s: %s. "
-        "Boxes with w<=0: %d, h<=0: %d (placeholders included).",
-        split,
-        stats["images_written"],
-        stats["missing_images"],
-        stats["faceless_images"],
-        stats["box_lines"],
-        stats["faces"],
-        stats["training_faces"],
-        stats["clipped"],
-        kept,
+        "%d training faces (%d clipped to the image), %d ignore annotations (iscrowd=1). Not "
+        "training faces: %s. Boxes with w<=0: %d, h<=0: %d (placeholders included).",
+        stats.split,
+        stats.images_written,
+        stats.missing_images,
+        stats.faceless_images,
+        stats.box_lines,
+        stats.faces,
+        stats.training_faces,
+        stats.clipped,
+        stats.ignore_annotations,
         not_training,
-        stats["nonpositive_width"],
-        stats["nonpositive_height"],
+        stats.nonpositive_width,
+        stats.nonpositive_height,
     )
-    if split == "val":
+    if stats.split == "val":
         logger.info(
             "WIDER FACE val: faces kept by the official settings %s, images with a kept face %s",
-            stats["eval_kept"],
-            stats["eval_images_with_kept"],
+            stats.eval_kept,
+            stats.eval_images_with_kept,
         )
 
 
@@ -616,9 +437,10 @@ def convert_split(split, annotation_file, output_file, **kwargs):
     start = time.perf_counter()
     coco, stats = build_coco_split(split, annotation_file, **kwargs)
     _write_json(coco, output_file)
-    stats["seconds"] = time.perf_counter() - start
+    stats.seconds = time.perf_counter() - start
+    stats.json_file = os.fspath(output_file)
     _log_stats(stats)
-    logger.info("Wrote %s in %.1f s", output_file, stats["seconds"])
+    logger.info("Wrote %s in %.1f s", output_file, stats.seconds)
     return stats
 
 
@@ -636,8 +458,8 @@ def convert_wider_face(
 
     Writes ``<output_dir>/wider_face_<split>.json`` (default ``<root>/annotations``). The val
     ground truth is read from ``eval_gt_dir`` (default ``<root>/eval_tools/ground_truth``).
-    With ``check=True`` nothing is written; returns ``{split: stats}`` where each stats dict also
-    has a ``problems`` list of everything found.
+    With ``check=True`` nothing is written and each stats' ``problems`` lists everything found.
+    Returns ``{split: ConversionStats}``.
     """
     root = os.fspath(root)
     if eval_gt_dir is None:
@@ -656,7 +478,7 @@ def convert_wider_face(
             _, stats = build_coco_split(
                 split, paths["annotation_file"], problems=problems, **kwargs
             )
-            stats["problems"] = problems
+            stats.problems = problems
             _log_stats(stats)
         else:
             json_file = (
@@ -665,6 +487,5 @@ def convert_wider_face(
                 else paths["json_file"]
             )
             stats = convert_split(split, paths["annotation_file"], json_file, **kwargs)
-            stats["json_file"] = json_file
         results[split] = stats
     return results

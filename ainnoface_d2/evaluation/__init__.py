@@ -1,13 +1,12 @@
-"""Evaluation: the official WIDER FACE protocol and its Detectron2 evaluator."""
+"""Evaluation: the official WIDER FACE protocol (:mod:`.wider_face_protocol`, numpy) and its
+Detectron2 evaluator (:mod:`.wider_face_evaluation`). The ground truth is read by
+:func:`ainnoface_d2.data.wider_face_format.load_eval_ground_truth`, re-exported here."""
 
-from .wider_face_evaluation import (
+from ..data.wider_face_format import SETTINGS, WiderImageGT, load_eval_ground_truth
+from .wider_face_evaluation import WiderFaceEvaluator, gt_from_dataset_dicts
+from .wider_face_protocol import (
     PROTOCOLS,
-    SETTINGS,
-    WiderFaceEvaluator,
-    WiderImageGT,
     evaluate,
-    gt_from_dataset_dicts,
-    load_wider_gt_from_mat,
     plot_pr_curves,
     read_submission_dir,
     read_submission_file,
@@ -22,7 +21,7 @@ __all__ = [
     "WiderImageGT",
     "evaluate",
     "gt_from_dataset_dicts",
-    "load_wider_gt_from_mat",
+    "load_eval_ground_truth",
     "plot_pr_curves",
     "read_submission_dir",
     "read_submission_file",

@@ -1,51 +1,13 @@
-"""The official WIDER FACE validation protocol (easy / medium / hard AP), fast, plus a Detectron2
-``DatasetEvaluator`` that runs it.
+"""``WiderFaceEvaluator``: Detectron2's ``DatasetEvaluator`` for the WIDER FACE protocol.
 
-Protocol: S. Yang, P. Luo, C. C. Loy, X. Tang, "WIDER FACE: A Face Detection Benchmark", CVPR 2016,
-as implemented by the official MATLAB ``eval_tools`` (``wider_eval.m``, ``read_pred.m``,
-``norm_score.m``, ``evaluation.m`` with ``image_evaluation`` / ``image_pr_info`` /
-``dataset_pr_info``, ``boxoverlap.m`` and ``VOCap.m``). Written from the protocol, not ported:
-
-1. Predictions ``[x y w h score]`` per image are sorted by descending score (stable, as MATLAB's
-   ``sort``), and the scores are min-max normalised over the whole split.
-2. Each prediction, in that order, takes one ground-truth face: the one ``max`` picks over the
-   overlaps with every face of the image (inclusive-pixel boxes ``[x, y, x+w, y+h]``, areas
-   ``(w+1)(h+1)``). If that overlap is >= 0.5: a face outside the setting's keep list
-   (``gt_list``) makes the prediction *ignored* (neither a true nor a false positive); a kept
-   face not yet recalled is recalled (true positive); a kept face already recalled leaves the
-   prediction a false positive. Images without ground-truth boxes or without predictions are
-   skipped (their kept faces still count in the recall denominator); images whose keep list is
-   empty are *not* skipped: their predictions are ignored or false positives.
-3. For thresholds ``t_k = 1 - k/1000``, ``k = 1..1000``, every image contributes, up to its last
-   prediction with normalised score >= ``t_k``, the number of non-ignored predictions and of
-   recalled kept faces. Summed over the split: precision = recalled / proposals, recall =
-   recalled / kept faces (precision is NaN where there are no proposals).
-4. AP is VOC's all-point average precision (``VOCap.m``): recall padded with 0 and 1, precision
-   with 0 and 0, the precision envelope taken from the right, and ``sum(Δrecall * precision)`` where
-   recall changes. MATLAB's ``max`` skips NaN, so NaN precisions never enter the envelope.
-
-Two protocols are offered, because the official tool and the popular Python port
-(``wondervictor/WiderFace-Evaluation``, used by many papers) differ in step 2:
-
-``protocol="matlab"`` (default, the official numbers) reproduces what MATLAB really computes. The
-ground truth in ``wider_face_val.mat`` is of class ``int32``, and MATLAB evaluates mixed
-``int32``/``double`` expressions in ``int32``, rounding half away from zero. In ``boxoverlap.m``
-this rounds the prediction's corners where they meet ground-truth corners, rounds ``area_gt +
-area_pred`` (the prediction's area stays a double) and rounds the overlap ratio itself, so every
-overlap is an integer, 0 or 1 in practice: a prediction takes the *first* face (in annotation order)
-whose overlap is >= 0.5, not the best one. ``norm_score.m`` starts from ``realmin('single')`` /
-``realmax('single')``, which makes the extremes and the normalised scores single precision.
-
-``protocol="python"`` is the Python port: overlaps in float64, the best-overlapping face, min-max
-normalisation in float64 starting from max=0 / min=1. Predictions are still sorted, so results
-never depend on file order.
-
-One deliberate deviation from both: when every score of the split is equal, min-max normalisation
-divides 0 by 0 and both official tools get NaN scores and an AP of 0; here every normalised score
-becomes 1 (a warning is logged), i.e. all predictions count at every threshold.
+It collects the detections of a registered val split, takes the official ground truth from the
+dataset dicts (the converter writes ``wider_index`` / ``wider_bbox`` / ``wider_{easy,medium,hard}``
+on every annotation, from :func:`ainnoface_d2.data.wider_face_format.load_eval_ground_truth`) and
+scores them with :mod:`ainnoface_d2.evaluation.wider_face_protocol`. Every AP it reports carries two
+labels: the *test-size protocol* the detections were made under (``original``, ``vga``,
+``multiscale``; see :mod:`ainnoface_d2.engine`) and the *scoring protocol* (``matlab``, the official
+tool, or ``python``, the popular port).
 """
-
-from __future__ import annotations
 
 import copy
 import itertools
@@ -53,136 +15,18 @@ import json
 import logging
 import os
 from collections import OrderedDict
-from dataclasses import dataclass, field
 
 import numpy as np
+from detectron2.evaluation import DatasetEvaluator
+from detectron2.utils import comm
+from tabulate import tabulate
+
+from ..data.wider_face_format import SETTINGS, WiderImageGT, image_key
+from .wider_face_protocol import PROTOCOLS, evaluate, plot_pr_curves, write_submission_dir
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "SETTINGS",
-    "PROTOCOLS",
-    "WiderImageGT",
-    "load_wider_gt_from_mat",
-    "gt_from_dataset_dicts",
-    "evaluate",
-    "voc_ap",
-    "read_submission_dir",
-    "read_submission_file",
-    "write_submission_dir",
-    "image_key",
-    "plot_pr_curves",
-    "WiderFaceEvaluator",
-]
-
-SETTINGS = ("easy", "medium", "hard")
-PROTOCOLS = ("matlab", "python")
-IOU_THRESH = 0.5
-THRESH_NUM = 1000
-
-_REALMIN_SINGLE = np.float32(np.finfo(np.float32).tiny)
-_REALMAX_SINGLE = np.float32(np.finfo(np.float32).max)
-_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
-
-
-@dataclass
-class WiderImageGT:
-    """One image of the official ground truth.
-
-    Attributes:
-        boxes: ``(G, 4)`` official boxes ``[x, y, w, h]`` in ``face_bbx_list`` order (integers for
-            the real ground truth; a negative width or height is kept as is).
-        keep: setting name -> ``(G,)`` bool mask of the faces in that setting's ``gt_list``.
-    """
-
-    boxes: np.ndarray
-    keep: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        self.boxes = np.asarray(self.boxes).reshape(-1, 4)
-        for setting, mask in list(self.keep.items()):
-            mask = np.asarray(mask, dtype=bool).reshape(-1)
-            if mask.shape[0] != self.boxes.shape[0]:
-                raise ValueError(
-                    f"keep mask of setting {setting!r} has {mask.shape[0]} entries for "
-                    f"{self.boxes.shape[0]} boxes"
-                )
-            self.keep[setting] = mask
-
-
-def image_key(file_name):
-    """``(event, image name without extension)`` of an image path ``.../<event>/<name>.jpg``."""
-    file_name = os.fspath(file_name)
-    event = os.path.basename(os.path.dirname(file_name))
-    name = os.path.splitext(os.path.basename(file_name))[0]
-    return event, name
-
-
-# ---------------------------------------------------------------------------------------------
-# Ground truth
-# ---------------------------------------------------------------------------------------------
-def _mat_str(cell):
-    return str(np.asarray(cell).reshape(-1)[0])
-
-
-def load_wider_gt_from_mat(gt_dir, settings=SETTINGS):
-    """Load the official evaluation ground truth (``eval_tools/ground_truth``).
-
-    Reads ``wider_face_val.mat`` (``event_list``, ``file_list``, ``face_bbx_list``) and, for each
-    setting, ``wider_<setting>_val.mat`` (``gt_list``: 1-based keep indices per image).
-
-    Returns:
-        ``OrderedDict`` ``(event, image name) -> WiderImageGT`` in the official order.
-    """
-    import scipy.io
-
-    def load(name, keys):
-        path = os.path.join(gt_dir, name)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"WIDER FACE ground truth file not found: {path}")
-        mat = scipy.io.loadmat(path, variable_names=keys)
-        missing = [k for k in keys if k not in mat]
-        if missing:
-            raise ValueError(f"{path} has no {', '.join(missing)}")
-        return path, mat
-
-    gt_path, gt_mat = load("wider_face_val.mat", ("event_list", "file_list", "face_bbx_list"))
-    events = gt_mat["event_list"].reshape(-1)
-    files = gt_mat["file_list"].reshape(-1)
-    boxes = gt_mat["face_bbx_list"].reshape(-1)
-    keeps = {}
-    for setting in settings:
-        path, mat = load(f"wider_{setting}_val.mat", ("gt_list",))
-        lists = mat["gt_list"].reshape(-1)
-        if len(lists) != len(events):
-            raise ValueError(f"{path}: gt_list has {len(lists)} events, {gt_path} {len(events)}")
-        keeps[setting] = (path, lists)
-
-    gt = OrderedDict()
-    for e, event_cell in enumerate(events):
-        event = _mat_str(event_cell)
-        names = files[e].reshape(-1)
-        image_boxes = boxes[e].reshape(-1)
-        if len(image_boxes) != len(names):
-            raise ValueError(f"{gt_path}: event {event} has {len(names)} files, {len(image_boxes)}")
-        for j, name_cell in enumerate(names):
-            name = _mat_str(name_cell)
-            b = np.asarray(image_boxes[j]).reshape(-1, 4).astype(np.int64)
-            keep = {}
-            for setting, (path, lists) in keeps.items():
-                idx = np.asarray(lists[e].reshape(-1)[j]).reshape(-1).astype(np.int64)
-                if idx.size and (idx.min() < 1 or idx.max() > len(b)):
-                    raise ValueError(
-                        f"{path}: gt_list of {event}/{name} has index {idx.min()}..{idx.max()} "
-                        f"outside 1..{len(b)}"
-                    )
-                mask = np.zeros(len(b), dtype=bool)
-                mask[idx - 1] = True
-                keep[setting] = mask
-            if (event, name) in gt:
-                raise ValueError(f"{gt_path}: image {event}/{name} appears twice")
-            gt[(event, name)] = WiderImageGT(b, keep)
-    return gt
+__all__ = ["WiderFaceEvaluator", "gt_from_dataset_dicts"]
 
 
 def gt_from_dataset_dicts(dataset_dicts, dataset_name="<dataset>", settings=SETTINGS):
@@ -233,401 +77,13 @@ def gt_from_dataset_dicts(dataset_dicts, dataset_name="<dataset>", settings=SETT
     return gt
 
 
-# ---------------------------------------------------------------------------------------------
-# Core protocol
-# ---------------------------------------------------------------------------------------------
-def _round_half_away(x):
-    """MATLAB's rounding (half away from zero), exact for every double."""
-    a = np.abs(x)
-    f = np.floor(a)
-    return np.copysign(f + (a - f >= 0.5), x)
-
-
-def _to_int32(x):
-    """MATLAB's conversion of doubles to int32: round half away from zero, saturate, NaN -> 0."""
-    x = np.asarray(x, dtype=np.float64)
-    r = np.clip(_round_half_away(x), _INT32_MIN, _INT32_MAX)
-    r[np.isnan(r)] = 0
-    return r.astype(np.int64)
-
-
-def _candidate_pairs(pred, gt):
-    """Pairs (prediction, face) whose boxes intersect: ``iw = min(x2) - max(x1) + 1 > 0`` and
-    likewise ``ih``. Returns rows, cols and the (positive) ``iw``, ``ih`` of those pairs."""
-    iw = np.minimum(pred[:, None, 2], gt[None, :, 2]) - np.maximum(pred[:, None, 0], gt[None, :, 0])
-    rows, cols = np.nonzero(iw > -1)
-    iw = iw[rows, cols] + 1
-    ih = np.minimum(pred[rows, 3], gt[cols, 3]) - np.maximum(pred[rows, 1], gt[cols, 1]) + 1
-    ok = ih > 0
-    return rows[ok], cols[ok], iw[ok], ih[ok]
-
-
-def _overlaps_matlab(pred, gt):
-    """``boxoverlap(gt_bbx, pred)`` exactly as MATLAB evaluates it with int32 ground truth, on the
-    intersecting pairs only (the others are 0: ``o(w <= 0) = 0; o(h <= 0) = 0``).
-
-    ``pred``: ``(N, 4)`` float64 ``[x1 y1 x2 y2]``; ``gt``: ``(G, 4)`` int64 ``[x1 y1 x2 y2]``.
-    Returns rows, cols and the int overlaps MATLAB's int32 result holds for those pairs.
-    """
-    # max/min of int32 and double are int32: the prediction's corners are rounded.
-    rows, cols, iw, ih = _candidate_pairs(_to_int32(pred), gt)
-    inter = iw * ih
-    gt_area = (gt[:, 2] - gt[:, 0] + 1) * (gt[:, 3] - gt[:, 1] + 1)
-    pred_area = (pred[:, 2] - pred[:, 0] + 1) * (pred[:, 3] - pred[:, 1] + 1)  # stays a double
-    # int32 + double is rounded; int32 ./ int32 is the rounded quotient, and x/0 saturates.
-    union = _to_int32(gt_area[cols] + pred_area[rows]) - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        o = np.where(union == 0, _INT32_MAX, _to_int32(inter / union))
-    return rows, cols, o
-
-
-def _overlaps_float(pred, gt):
-    """Inclusive-pixel IoU in float64 (the Python port's ``bbox_overlaps``) on the intersecting
-    pairs; the others are 0."""
-    rows, cols, iw, ih = _candidate_pairs(pred, gt)
-    inter = iw * ih
-    gt_area = (gt[:, 2] - gt[:, 0] + 1) * (gt[:, 3] - gt[:, 1] + 1)
-    pred_area = (pred[:, 2] - pred[:, 0] + 1) * (pred[:, 3] - pred[:, 1] + 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        o = np.nan_to_num(inter / (pred_area[rows] + gt_area[cols] - inter), nan=0.0)
-    return rows, cols, o
-
-
-def _corners(xywh, dtype):
-    box = np.array(xywh, dtype=dtype).reshape(-1, 4)
-    box[:, 2] += box[:, 0]
-    box[:, 3] += box[:, 1]
-    return box
-
-
-def _match(pred_xyxy, gt_xyxy, protocol):
-    """For predictions in evaluation order: the face each one takes and whether the overlap
-    reaches the threshold. MATLAB's ``max`` takes the first maximum; when the maximum is below the
-    threshold, which face it is does not matter (reported as 0)."""
-    overlaps = _overlaps_matlab if protocol == "matlab" else _overlaps_float
-    rows, cols, o = overlaps(pred_xyxy, gt_xyxy)
-    hit = o >= IOU_THRESH
-    rows, cols, o = rows[hit], cols[hit], o[hit]
-    order = np.lexsort((cols, -o, rows))  # per prediction: largest overlap, then first face
-    rows, cols = rows[order], cols[order]
-    first = np.ones(len(rows), dtype=bool)
-    first[1:] = rows[1:] != rows[:-1]
-    idx = np.zeros(len(pred_xyxy), dtype=np.int64)
-    idx[rows[first]] = cols[first]
-    matched = np.zeros(len(pred_xyxy), dtype=bool)
-    matched[rows[first]] = True
-    return idx, matched
-
-
-def _normalise_scores(scores, protocol):
-    """Min-max normalisation over the split (``norm_score.m`` / the port's ``norm_score``)."""
-    if scores.size == 0:
-        return scores
-    if protocol == "matlab":
-        # realmin/realmax('single') as starting values make every step single precision.
-        s32 = scores.astype(np.float32)
-        lo = np.minimum(_REALMAX_SINGLE, s32.min())
-        hi = np.maximum(_REALMIN_SINGLE, s32.max())
-        diff = hi - lo
-        normed = ((s32 - lo) / diff).astype(np.float64) if diff != 0 else None
-    else:
-        lo = min(1.0, float(scores.min()))
-        hi = max(0.0, float(scores.max()))
-        diff = hi - lo
-        normed = (scores - lo) / diff if diff != 0 else None
-    if normed is None:
-        logger.warning(
-            "All %d prediction scores are equal (%g): min-max normalisation divides by zero (the "
-            "official tools then score nothing); every prediction gets normalised score 1.",
-            scores.size,
-            float(scores[0]),
-        )
-        normed = np.ones_like(scores, dtype=np.float64)
-    return normed
-
-
-def voc_ap(recall, precision):
-    """VOC all-point AP exactly as ``VOCap.m`` (NaN precisions are skipped by the envelope)."""
-    mrec = np.concatenate(([0.0], np.asarray(recall, dtype=np.float64), [1.0]))
-    mpre = np.concatenate(([0.0], np.asarray(precision, dtype=np.float64), [0.0]))
-    # mpre(i) = max(mpre(i), mpre(i+1)) from the right; MATLAB's max skips NaN, as fmax does.
-    mpre = np.fmax.accumulate(mpre[::-1])[::-1]
-    i = np.flatnonzero(mrec[1:] != mrec[:-1]) + 1
-    return float(np.sum((mrec[i] - mrec[i - 1]) * mpre[i]))
-
-
-def _as_pred_array(value, key):
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.size == 0:
-        return np.zeros((0, 5), dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] < 5:
-        raise ValueError(
-            f"predictions of {key[0]}/{key[1]} must be an (N, 5) array [x y w h score], "
-            f"got shape {arr.shape}"
-        )
-    arr = arr[:, :5]
-    if not np.isfinite(arr).all():
-        raise ValueError(f"predictions of {key[0]}/{key[1]} contain NaN or infinite values")
-    return arr
-
-
-def evaluate(predictions, gt, protocol="matlab", settings=None):
-    """Evaluate predictions with the WIDER FACE protocol.
-
-    Args:
-        predictions: mapping ``(event, image name) -> (N, 5)`` array ``[x y w h score]`` in any
-            order. Ground-truth images without an entry have no predictions; entries for images not
-            in ``gt`` are ignored with a warning.
-        gt: mapping ``(event, image name) -> WiderImageGT`` (:func:`load_wider_gt_from_mat` or
-            :func:`gt_from_dataset_dicts`).
-        protocol: ``"matlab"`` (official tool, default) or ``"python"`` (the Python port).
-        settings: settings to evaluate (default: those in ``gt``, in easy/medium/hard order).
-
-    Returns:
-        dict: setting -> AP (fraction in [0, 1]; NaN for a setting without kept faces), and
-        ``"pr_curves"``: setting -> dict with ``thresholds`` (the 1000 score thresholds,
-        descending), ``precision``, ``recall``, ``proposals`` and ``recalled`` (summed counts) and
-        ``num_faces``.
-    """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    if settings is None:
-        present = set().union(*(g.keep.keys() for g in gt.values())) if gt else set()
-        settings = [s for s in SETTINGS if s in present] + sorted(present - set(SETTINGS))
-    unknown = [k for k in predictions if k not in gt]
-    if unknown:
-        logger.warning(
-            "%d predicted images are not in the ground truth and are ignored, e.g. %s",
-            len(unknown),
-            "/".join(unknown[0]),
-        )
-
-    count_face = {s: 0 for s in settings}
-    keep = {s: [] for s in settings}
-    gt_offset = 0
-    scores, matched, taken = [], [], []
-    for key, g in gt.items():
-        for s in settings:
-            if s not in g.keep:
-                raise ValueError(f"ground truth of {key[0]}/{key[1]} has no {s!r} keep list")
-            count_face[s] += int(g.keep[s].sum())
-            keep[s].append(g.keep[s])
-        p = predictions.get(key)
-        p = _as_pred_array(p, key) if p is not None else None
-        # evaluation.m: `if isempty(gt_bbx) || isempty(pred_info) continue`.
-        if p is not None and len(p) and len(g.boxes):
-            p = p[np.argsort(-p[:, 4], kind="stable")]  # read_pred.m: sort(..., 'descend')
-            if protocol == "matlab":
-                if not np.array_equal(np.round(g.boxes), g.boxes):
-                    raise ValueError(
-                        f"ground truth of {key[0]}/{key[1]}: the MATLAB protocol needs integer "
-                        "boxes (int32 in wider_face_val.mat)"
-                    )
-                gt_xyxy = _corners(g.boxes, np.int64)
-                if np.abs(p[:, :4]).max() >= 2**29:
-                    # MATLAB's int32 arithmetic would saturate: not emulated.
-                    raise ValueError(
-                        f"predictions of {key[0]}/{key[1]} have coordinates beyond +-2^29"
-                    )
-            else:
-                gt_xyxy = _corners(g.boxes, np.float64)
-            idx, ok = _match(_corners(p[:, :4], np.float64), gt_xyxy, protocol)
-            scores.append(p[:, 4])
-            matched.append(ok)
-            taken.append(idx + gt_offset)
-        gt_offset += len(g.boxes)
-
-    raw = np.concatenate(scores) if scores else np.zeros(0)
-    matched = np.concatenate(matched) if scores else np.zeros(0, dtype=bool)
-    taken = np.concatenate(taken) if scores else np.zeros(0, dtype=np.int64)
-    # A face is recalled by the first prediction (in evaluation order) that takes it; the
-    # predictions of one image are contiguous and in that order, and face indices are global.
-    first = np.zeros(len(raw), dtype=bool)
-    rows = np.flatnonzero(matched)
-    first[rows[np.unique(taken[rows], return_index=True)[1]]] = True
-
-    # Image by image, "up to the last prediction with score >= t" is the set of predictions with
-    # score >= t (scores do not increase in evaluation order), so the per-image sums are counts
-    # over the split: prediction i counts at the thresholds t_k <= its normalised score.
-    thresholds = 1 - np.arange(1, THRESH_NUM + 1) / THRESH_NUM
-    normed = _normalise_scores(raw, protocol)
-    n_passed = np.searchsorted(thresholds[::-1], normed, side="right")
-    first_k = THRESH_NUM - n_passed  # 0-based index of the first threshold it passes
-
-    results = {"pr_curves": {}}
-    for s in settings:
-        kept = np.concatenate(keep[s])[taken] if len(taken) else np.zeros(0, dtype=bool)
-        is_proposal = ~(matched & ~kept)
-        is_tp = first & matched & kept
-        proposals = np.bincount(first_k, weights=is_proposal, minlength=THRESH_NUM + 1)
-        recalled = np.bincount(first_k, weights=is_tp, minlength=THRESH_NUM + 1)
-        proposals = np.cumsum(proposals[:THRESH_NUM])
-        recalled = np.cumsum(recalled[:THRESH_NUM])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            precision = recalled / proposals
-        if count_face[s]:
-            recall = recalled / count_face[s]
-            results[s] = voc_ap(recall, precision)
-        else:
-            logger.warning("Setting %r has no kept faces: its AP is NaN.", s)
-            recall = np.full(THRESH_NUM, np.nan)
-            results[s] = float("nan")
-        results["pr_curves"][s] = {
-            "thresholds": thresholds,
-            "precision": precision,
-            "recall": recall,
-            "proposals": proposals,
-            "recalled": recalled,
-            "num_faces": count_face[s],
-        }
-    return results
-
-
-# ---------------------------------------------------------------------------------------------
-# Submission files: <dir>/<event>/<image name>.txt
-# ---------------------------------------------------------------------------------------------
-def read_submission_file(path):
-    """Read one prediction file of the official layout.
-
-    Line 1 is the image name (not used, as in ``read_pred.m``), line 2 the number of boxes, then one
-    ``x y w h score`` line per box (extra columns are ignored; blank lines are skipped). Boxes need
-    not be sorted. Returns an ``(N, 5)`` float64 array.
-    """
-    with open(path, encoding="utf-8") as f:
-        numbered = [(i + 1, line.strip()) for i, line in enumerate(f)]
-    numbered = [(i, line) for i, line in numbered if line]
-    if len(numbered) < 2:
-        raise ValueError(f"{path}: expected the image name and the number of boxes on two lines")
-    lineno, text = numbered[1]
-    try:
-        count = int(text)
-    except ValueError:
-        raise ValueError(f"{path}:{lineno}: expected the number of boxes, got {text!r}") from None
-    if count < 0:
-        raise ValueError(f"{path}:{lineno}: negative number of boxes {count}")
-    rows = numbered[2:]
-    if len(rows) < count:
-        raise ValueError(f"{path}: line 2 announces {count} boxes, the file has {len(rows)}")
-    if len(rows) > count:
-        logger.warning(
-            "%s: %d lines after the %d announced boxes are ignored (from line %d)",
-            path,
-            len(rows) - count,
-            count,
-            rows[count][0],
-        )
-    rows = rows[:count]
-    if count == 0:
-        return np.zeros((0, 5), dtype=np.float64)
-    tokens = " ".join(line for _, line in rows).split()
-    try:
-        if len(tokens) == 5 * count:
-            arr = np.array(tokens, dtype=np.float64).reshape(count, 5)
-            if np.isfinite(arr).all():
-                return arr
-    except ValueError:
-        pass
-    out = np.zeros((count, 5), dtype=np.float64)
-    for k, (lineno, line) in enumerate(rows):
-        parts = line.split()
-        try:
-            values = [float(v) for v in parts[:5]]
-        except ValueError:
-            raise ValueError(f"{path}:{lineno}: expected 'x y w h score', got {line!r}") from None
-        if len(values) < 5 or not np.isfinite(values).all():
-            raise ValueError(f"{path}:{lineno}: expected 5 finite numbers, got {line!r}")
-        out[k] = values
-    return out
-
-
-def read_submission_dir(pred_dir, gt=None):
-    """Read ``<pred_dir>/<event>/<name>.txt`` files.
-
-    With ``gt``, exactly the ground-truth images are read, as ``read_pred.m`` does: a missing file
-    means no predictions for that image (logged). Without ``gt``, every ``*.txt`` two levels down is
-    read. Returns ``{(event, name): (N, 5) array}``.
-    """
-    if not os.path.isdir(pred_dir):
-        raise FileNotFoundError(f"prediction directory not found: {pred_dir}")
-    preds = {}
-    if gt is not None:
-        missing = []
-        for event, name in gt:
-            path = os.path.join(pred_dir, event, name + ".txt")
-            if os.path.isfile(path):
-                preds[(event, name)] = read_submission_file(path)
-            else:
-                missing.append(path)
-        if missing:
-            logger.warning(
-                "%d of %d prediction files are missing (those images have no predictions), e.g. %s",
-                len(missing),
-                len(gt),
-                missing[0],
-            )
-        return preds
-    for event in sorted(os.listdir(pred_dir)):
-        event_dir = os.path.join(pred_dir, event)
-        if not os.path.isdir(event_dir):
-            continue
-        for fname in sorted(os.listdir(event_dir)):
-            if fname.endswith(".txt"):
-                preds[(event, fname[:-4])] = read_submission_file(os.path.join(event_dir, fname))
-    return preds
-
-
-def write_submission_dir(out_dir, predictions):
-    """Write predictions ``{(event, name): (N, 5) [x y w h score]}`` in the official layout.
-
-    Each file has the image name (without ``.jpg``) on line 1, the number of boxes on line 2, then
-    ``x y w h score`` lines by descending score. Numbers are written in full (Python's ``repr``),
-    so reading the files back gives exactly the evaluated values.
-    """
-    for (event, name), arr in predictions.items():
-        arr = _as_pred_array(arr, (event, name))
-        arr = arr[np.argsort(-arr[:, 4], kind="stable")]
-        os.makedirs(os.path.join(out_dir, event), exist_ok=True)
-        lines = [name, str(len(arr))]
-        # repr: the shortest text that reads back as the same double.
-        lines += [" ".join(map(repr, row)) for row in arr.tolist()]
-        with open(os.path.join(out_dir, event, name + ".txt"), "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-
-
-def plot_pr_curves(results, path, title="WIDER FACE val"):
-    """Save the precision-recall curves of :func:`evaluate`'s result as an image."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 5))
-    for s, curve in results["pr_curves"].items():
-        ax.plot(curve["recall"], curve["precision"], label=f"{s}: AP {100 * results[s]:.2f}")
-    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="Recall", ylabel="Precision", title=title)
-    ax.grid(True)
-    ax.legend(loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-# ---------------------------------------------------------------------------------------------
-# Detectron2 evaluator
-# ---------------------------------------------------------------------------------------------
-try:
-    from detectron2.evaluation import DatasetEvaluator as _DatasetEvaluator
-except ImportError:  # pragma: no cover - the pure functions above work without Detectron2
-    _DatasetEvaluator = object
-
-
-class WiderFaceEvaluator(_DatasetEvaluator):
+class WiderFaceEvaluator(DatasetEvaluator):
     """Detectron2 evaluator: WIDER FACE easy / medium / hard AP of a registered val split.
 
-    The ground truth comes from the dataset dicts (``DatasetCatalog.get(dataset_name)``), whose
-    annotations carry the official ``wider_index`` / ``wider_bbox`` / ``wider_{easy,medium,hard}``
-    fields. ``evaluate`` returns ``{"wider_face": {"AP_easy", "AP_medium", "AP_hard"}}`` in percent
-    and, with ``output_dir``, writes the submission folder, a PR-curve PNG and a metrics JSON.
+    ``evaluate`` returns ``{"wider_face": {"AP_easy", "AP_medium", "AP_hard"}}`` in percent, logs
+    them in a table beside the dataset, the test-size protocol and the scoring protocol, and, with
+    ``output_dir``, writes the submission folder, a PR-curve PNG and ``wider_face_metrics.json``,
+    both labelled with the two protocols.
     """
 
     def __init__(
@@ -638,7 +94,14 @@ class WiderFaceEvaluator(_DatasetEvaluator):
         write_submission=True,
         plot_pr_curves=True,
         protocol="matlab",
+        size_protocol="original",
     ):
+        """
+        Args:
+            protocol: the scoring protocol, ``"matlab"`` or ``"python"``.
+            size_protocol: the test-size protocol the predictions come from (a label only:
+                ``original``, ``vga`` or ``multiscale``).
+        """
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
         self._dataset_name = dataset_name
@@ -647,7 +110,7 @@ class WiderFaceEvaluator(_DatasetEvaluator):
         self._write_submission = write_submission
         self._plot = plot_pr_curves
         self._protocol = protocol
-        self._cpu_device = "cpu"
+        self._size_protocol = size_protocol
         self.reset()
 
     def reset(self):
@@ -655,37 +118,33 @@ class WiderFaceEvaluator(_DatasetEvaluator):
 
     def process(self, inputs, outputs):
         for inp, out in zip(inputs, outputs):
-            key = image_key(inp["file_name"])
-            instances = out["instances"].to(self._cpu_device)
-            if len(instances) == 0:
-                self._predictions[key] = np.zeros((0, 5), dtype=np.float64)
-                continue
-            boxes = instances.pred_boxes.tensor.numpy().astype(np.float32)
-            scores = instances.scores.numpy().astype(np.float32)
+            instances = out["instances"].to("cpu")
+            boxes = instances.pred_boxes.tensor.numpy().astype(np.float32).reshape(-1, 4)
             xywh = np.empty((len(boxes), 5), dtype=np.float32)
             xywh[:, :2] = boxes[:, :2]
             xywh[:, 2:4] = boxes[:, 2:4] - boxes[:, :2]
-            xywh[:, 4] = scores
-            self._predictions[key] = xywh.astype(np.float64)
+            xywh[:, 4] = instances.scores.numpy().astype(np.float32)
+            self._predictions[image_key(inp["file_name"])] = xywh.astype(np.float64)
 
-    def _ground_truth(self):
-        from detectron2.data import DatasetCatalog
+    def _gathered_predictions(self):
+        if not self._distributed:
+            return copy.copy(self._predictions)
+        comm.synchronize()
+        gathered = comm.gather(self._predictions, dst=0)
+        if not comm.is_main_process():
+            return None
+        return dict(itertools.chain.from_iterable(p.items() for p in gathered))
 
-        return gt_from_dataset_dicts(DatasetCatalog.get(self._dataset_name), self._dataset_name)
+    def _labels(self):
+        return {"size_protocol": self._size_protocol, "scoring_protocol": self._protocol}
 
     def evaluate(self):
-        if self._distributed:
-            from detectron2.utils import comm
+        predictions = self._gathered_predictions()
+        if predictions is None:
+            return {}
+        from detectron2.data import DatasetCatalog
 
-            comm.synchronize()
-            gathered = comm.gather(self._predictions, dst=0)
-            if not comm.is_main_process():
-                return {}
-            predictions = dict(itertools.chain.from_iterable(p.items() for p in gathered))
-        else:
-            predictions = copy.copy(self._predictions)
-
-        gt = self._ground_truth()
+        gt = gt_from_dataset_dicts(DatasetCatalog.get(self._dataset_name), self._dataset_name)
         if not predictions:
             logger.warning("WiderFaceEvaluator received no predictions.")
         missing = sum(k not in predictions for k in gt)
@@ -693,27 +152,25 @@ class WiderFaceEvaluator(_DatasetEvaluator):
             logger.warning("%d of %d images have no predictions.", missing, len(gt))
         results = evaluate(predictions, gt, protocol=self._protocol)
         metrics = OrderedDict((f"AP_{s}", 100.0 * results[s]) for s in SETTINGS if s in results)
-
-        from detectron2.utils.logger import create_small_table
-
-        logger.info(
-            "WIDER FACE evaluation of %s (%s protocol), AP in %%:\n%s",
-            self._dataset_name,
-            self._protocol,
-            create_small_table(metrics),
-        )
+        row = [self._dataset_name, self._size_protocol, self._protocol, *metrics.values()]
+        headers = ["dataset", "test size", "scoring", *(f"AP {s}" for s in SETTINGS)]
+        table = tabulate([row], headers=headers, tablefmt="pipe", floatfmt=".2f")
+        logger.info("WIDER FACE evaluation, AP in %%:\n%s", table)
         if self._output_dir:
-            os.makedirs(self._output_dir, exist_ok=True)
-            if self._write_submission:
-                write_submission_dir(
-                    os.path.join(self._output_dir, "wider_face_submission"), predictions
-                )
-            if self._plot:
-                plot_pr_curves(
-                    results,
-                    os.path.join(self._output_dir, "wider_face_pr_curves.png"),
-                    title=f"{self._dataset_name} ({self._protocol} protocol)",
-                )
-            with open(os.path.join(self._output_dir, "wider_face_metrics.json"), "w") as f:
-                json.dump({"protocol": self._protocol, **metrics}, f, indent=2)
+            self._write_outputs(predictions, results, metrics)
         return OrderedDict({"wider_face": metrics})
+
+    def _write_outputs(self, predictions, results, metrics):
+        os.makedirs(self._output_dir, exist_ok=True)
+        if self._write_submission:
+            folder = os.path.join(self._output_dir, "wider_face_submission")
+            write_submission_dir(folder, predictions)
+        if self._plot:
+            plot_pr_curves(
+                results,
+                os.path.join(self._output_dir, "wider_face_pr_curves.png"),
+                title=f"{self._dataset_name} ({self._size_protocol} test size, "
+                f"{self._protocol} scoring)",
+            )
+        with open(os.path.join(self._output_dir, "wider_face_metrics.json"), "w") as f:
+            json.dump({"dataset": self._dataset_name, **self._labels(), **metrics}, f, indent=2)

@@ -1,0 +1,251 @@
+"""``Trainer``: Detectron2's ``DefaultTrainer`` with AInnoFace's data mapper, optimizer, evaluators
+and the labelled test-size protocols; ``setup`` and the weights check of ``tools/train_net.py``.
+
+Test-size protocols (``TEST.FACE.SIZE_PROTOCOLS``; each is run on every ``DATASETS.TEST`` split
+and its AP is labelled with its name, so that figures taken under different protocols are never
+compared by mistake):
+
+* ``original``: one pass per image at the test size of ``INPUT.MIN_SIZE_TEST`` (0 in the shipped
+  configs: the original resolution, as the WIDER FACE benchmark is usually reported). Outputs in
+  ``OUTPUT_DIR/inference/<dataset>``.
+* ``vga``: one pass per image resized so that it fits 640x480 (shorter side 480, longer side at most
+  640: Detectron2's ``ResizeShortestEdge(480, max_size=640)``), the single-scale setting SCRFD
+  reports. Outputs in ``OUTPUT_DIR/inference_vga/<dataset>``.
+* ``multiscale``: SRN's multi-scale + flip testing with box voting
+  (:class:`ainnoface_d2.modeling.tta.AInnoFaceWithTTA`, ``TEST.AUG.FACE``); also run when
+  Detectron2's ``TEST.AUG.ENABLED`` is set. Outputs in ``OUTPUT_DIR/inference_TTA/<dataset>``.
+
+They are not the *scoring* protocols ``TEST.WIDER_FACE.PROTOCOL`` (``matlab``/``python``: how the
+official tool's arithmetic is reproduced, see :mod:`ainnoface_d2.evaluation.wider_face_protocol`).
+"""
+
+import logging
+import os
+import re
+from collections import OrderedDict
+
+import detectron2.utils.comm as comm
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import (
+    MetadataCatalog,
+    build_detection_test_loader,
+    build_detection_train_loader,
+)
+from detectron2.data import transforms as T
+from detectron2.engine import DefaultTrainer, default_setup
+from detectron2.evaluation import (
+    COCOEvaluator,
+    DatasetEvaluators,
+    inference_on_dataset,
+    print_csv_format,
+)
+from detectron2.utils.logger import setup_logger
+
+from .config import get_ainnoface_cfg
+from .data import FaceDatasetMapper
+from .evaluation import WiderFaceEvaluator
+from .modeling.tta import AInnoFaceWithTTA
+from .solver import build_optimizer
+
+__all__ = [
+    "SIZE_PROTOCOLS",
+    "Trainer",
+    "check_weights",
+    "setup",
+    "size_protocols",
+    "size_protocol_mapper",
+]
+
+logger = logging.getLogger(__name__)
+
+SIZE_PROTOCOLS = ("original", "vga", "multiscale")
+# VGA: the image fits 640x480 in its own orientation.
+VGA_SHORT_SIDE, VGA_LONG_SIDE = 480, 640
+# protocol -> (output folder under OUTPUT_DIR, suffix of the result keys)
+_PROTOCOL_OUTPUTS = {
+    "original": ("inference", ""),
+    "vga": ("inference_vga", "_vga"),
+    "multiscale": ("inference_TTA", "_TTA"),
+}
+
+
+def size_protocols(cfg):
+    """The test-size protocols an evaluation runs: ``TEST.FACE.SIZE_PROTOCOLS``, plus
+    ``multiscale`` when ``TEST.AUG.ENABLED``; an unknown name raises ``ValueError``."""
+    names = list(dict.fromkeys(cfg.TEST.FACE.SIZE_PROTOCOLS))
+    unknown = [n for n in names if n not in SIZE_PROTOCOLS]
+    if unknown:
+        raise ValueError(
+            f"TEST.FACE.SIZE_PROTOCOLS: unknown {unknown}, expected names from {SIZE_PROTOCOLS}"
+        )
+    if cfg.TEST.AUG.ENABLED and "multiscale" not in names:
+        names.append("multiscale")
+    return names
+
+
+def size_protocol_mapper(cfg, protocol):
+    """The test-time ``FaceDatasetMapper`` of a protocol (``multiscale`` reads the image as
+    ``original`` does; the TTA wrapper resizes it)."""
+    if protocol == "vga":
+        augmentations = [T.ResizeShortestEdge(VGA_SHORT_SIDE, VGA_LONG_SIDE)]
+        return FaceDatasetMapper(
+            is_train=False, augmentations=augmentations, image_format=cfg.INPUT.FORMAT
+        )
+    if cfg.INPUT.MIN_SIZE_TEST > 0:
+        logger.warning(
+            "INPUT.MIN_SIZE_TEST is %d: the '%s' protocol tests at that short side, not at the "
+            "original resolution.",
+            cfg.INPUT.MIN_SIZE_TEST,
+            protocol,
+        )
+    return FaceDatasetMapper(cfg, is_train=False)
+
+
+class Trainer(DefaultTrainer):
+    """DefaultTrainer with AInnoFace's data mapper, evaluators and test-size protocols."""
+
+    # Detectron2 v0.6's DefaultTrainer does not checkpoint its inner SimpleTrainer/AMPTrainer, so
+    # a resumed run would restart SGD momentum (and the AMP grad scaler) from zero; Detectron2
+    # main does. Add the inner state only where the parent class lacks it.
+    _PARENT_SAVES_INNER_TRAINER = "state_dict" in DefaultTrainer.__dict__
+
+    def state_dict(self):
+        ret = super().state_dict()
+        if not self._PARENT_SAVES_INNER_TRAINER:
+            ret["_trainer"] = self._trainer.state_dict()
+        return ret
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        if not self._PARENT_SAVES_INNER_TRAINER and "_trainer" in state_dict:
+            self._trainer.load_state_dict(state_dict["_trainer"])
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None, size_protocol="original"):
+        if output_folder is None:
+            output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", None)
+        evaluators = []
+        if evaluator_type == "wider_face":
+            evaluators.append(
+                WiderFaceEvaluator(
+                    dataset_name,
+                    output_dir=output_folder,
+                    write_submission=cfg.TEST.WIDER_FACE.WRITE_SUBMISSION,
+                    plot_pr_curves=cfg.TEST.WIDER_FACE.PLOT_PR_CURVES,
+                    protocol=cfg.TEST.WIDER_FACE.PROTOCOL,
+                    size_protocol=size_protocol,
+                )
+            )
+        if evaluator_type == "coco" or (
+            evaluator_type == "wider_face" and cfg.TEST.WIDER_FACE.COCO_EVAL
+        ):
+            # The fast C++ COCOeval needs detectron2._C; pycocotools' COCOeval gives the same APs.
+            evaluators.append(
+                COCOEvaluator(
+                    dataset_name, tasks=("bbox",), output_dir=output_folder, use_fast_impl=False
+                )
+            )
+        if not evaluators:
+            raise NotImplementedError(
+                f"no evaluator for dataset {dataset_name!r} with evaluator_type {evaluator_type!r}"
+            )
+        return evaluators[0] if len(evaluators) == 1 else DatasetEvaluators(evaluators)
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        return build_optimizer(cfg, model)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_detection_train_loader(cfg, mapper=FaceDatasetMapper(cfg, is_train=True))
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name, size_protocol="original"):
+        return build_detection_test_loader(
+            cfg, dataset_name, mapper=size_protocol_mapper(cfg, size_protocol)
+        )
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """Without ``evaluators``: every test-size protocol of :func:`size_protocols` on every
+        test dataset, results keyed ``<dataset>``, ``<dataset>_vga``, ``<dataset>_TTA`` (flat, as
+        Detectron2 returns them, when that is a single entry)."""
+        if evaluators is not None:
+            return super().test(cfg, model, evaluators)
+        results = OrderedDict()
+        for protocol in size_protocols(cfg):
+            results.update(cls.test_size_protocol(cfg, model, protocol))
+        if len(results) == 1:
+            return next(iter(results.values()))
+        return results
+
+    @classmethod
+    def test_size_protocol(cls, cfg, model, protocol):
+        """One test-size protocol on every test dataset: ``{<dataset><suffix>: results}``."""
+        folder, suffix = _PROTOCOL_OUTPUTS[protocol]
+        if protocol == "multiscale":
+            logger.info("Running inference with test-time augmentation ...")
+            model = AInnoFaceWithTTA(cfg, model)
+        results = OrderedDict()
+        for name in cfg.DATASETS.TEST:
+            loader = cls.build_test_loader(cfg, name, size_protocol=protocol)
+            output = os.path.join(cfg.OUTPUT_DIR, folder, name)
+            evaluator = cls.build_evaluator(cfg, name, output, size_protocol=protocol)
+            logger.info("Evaluating %s with the '%s' test-size protocol", name, protocol)
+            results[name + suffix] = inference_on_dataset(model, loader, evaluator)
+            if comm.is_main_process():
+                logger.info("Results of %s ('%s' test size):", name, protocol)
+                print_csv_format(results[name + suffix])
+        return results
+
+    @classmethod
+    def test_with_TTA(cls, cfg, model):
+        """The ``multiscale`` protocol alone (Detectron2's name for it)."""
+        return cls.test_size_protocol(cfg, model, "multiscale")
+
+
+_TORCHVISION_PKL = re.compile(r"R-(\d+)-torchvision\.pkl$")
+
+
+def check_weights(cfg, resume=False):
+    """Raise ``FileNotFoundError`` saying what to do when ``MODEL.WEIGHTS`` names a local file that
+    does not exist and will be loaded (not when ``resume`` finds a checkpoint in ``OUTPUT_DIR``)."""
+    weights = cfg.MODEL.WEIGHTS
+    if not weights or "://" in weights or os.path.isfile(weights):
+        return
+    if resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")):
+        return
+    match = _TORCHVISION_PKL.search(os.path.basename(weights))
+    if match:
+        folder = os.path.dirname(weights) or "."
+        hint = (
+            "It is the ImageNet backbone converted from torchvision; make it once with "
+            f"(needs a network connection):\n  mkdir -p {folder} && python "
+            f"tools/convert_torchvision_to_d2.py --download resnet{match.group(1)} {weights}"
+        )
+    else:
+        hint = "Give a checkpoint that exists (MODEL.WEIGHTS path/to/model.pth)."
+    raise FileNotFoundError(f"MODEL.WEIGHTS {weights} does not exist. {hint}")
+
+
+def setup(args):
+    """Config from file + command line, then Detectron2's standard setup (logging, output dir)."""
+    cfg = get_ainnoface_cfg(args.config_file, args.opts)
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        cfg.MODEL.DEVICE = "cpu"
+        print(f"{args.config_file}: MODEL.DEVICE is cuda but no GPU is available; using cpu")
+    cfg.freeze()
+    default_setup(cfg, args)
+    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="ainnoface_d2")
+    return cfg
+
+
+def load_for_eval(cfg, resume=False):
+    """The model of ``cfg`` with ``MODEL.WEIGHTS`` (or, with ``resume``, the last checkpoint)."""
+    model = Trainer.build_model(cfg)
+    DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+        cfg.MODEL.WEIGHTS, resume=resume
+    )
+    return model
