@@ -578,6 +578,12 @@ def test_dataset_evaluator(tmp_path):
         assert v == pytest.approx(50.0)
     assert (tmp_path / "wider_face_pr_curves.png").stat().st_size > 0
     assert (tmp_path / "wider_face_metrics.json").is_file()
+    # The metrics carry both protocols: the test size (a label given by the caller) and scoring.
+    import json
+
+    metrics = json.loads((tmp_path / "wider_face_metrics.json").read_text())
+    assert metrics["size_protocol"] == "original" and metrics["scoring_protocol"] == "matlab"
+    assert metrics["AP_hard"] == pytest.approx(50.0) and metrics["dataset"] == name
     sub = read_submission_dir(tmp_path / "wider_face_submission", gt)
     assert evaluate(sub, gt)["hard"] == pytest.approx(0.5)
     assert sub[("ev", "C")].shape == (0, 5)  # an image without predictions gets a 0-box file
@@ -586,3 +592,55 @@ def test_dataset_evaluator(tmp_path):
     train = [{"file_name": "/x/e/i.jpg", "annotations": [{"bbox": [0, 0, 5, 5], "bbox_mode": 1}]}]
     with pytest.raises(ValueError, match="wider_index"):
         gt_from_dataset_dicts(train, "some_train")
+
+
+# ---------------------------------------------------------------------------------------------
+# tools/evaluate_wider_face.py: errors are one line with the file (and line) and exit status 2
+# ---------------------------------------------------------------------------------------------
+def _cli_error(tmp_path, capsys, pred, gt):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "evaluate_wider_face", Path(__file__).resolve().parents[1] / "tools/evaluate_wider_face.py"
+    )
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--pred", str(pred), "--gt", str(gt)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    assert err[0].startswith("evaluate_wider_face.py: error: ")
+    return err[0]
+
+
+def test_cli_errors_are_one_line_with_exit_status_2(tmp_path, capsys):
+    gt, preds = _hand_case()
+    gt.pop(("ev", "D"))
+    _write_mat_gt(tmp_path / "gt", gt)
+    pred = tmp_path / "pred"
+    write_submission_dir(pred, preds)
+
+    bad = pred / "ev" / "A.txt"
+    bad.write_text("A\n2\n0 0 10 10 1.0\n0 0 ten 10 0.875\n")
+    assert f"{bad}:4: expected 'x y w h score'" in _cli_error(
+        tmp_path, capsys, pred, tmp_path / "gt"
+    )
+    bad.write_text("A\n5\n0 0 10 10 1.0\n")
+    assert f"{bad}:2: announces 5 boxes" in _cli_error(tmp_path, capsys, pred, tmp_path / "gt")
+    bad.write_text("A\n")
+    assert f"{bad}:2: the file ended early" in _cli_error(tmp_path, capsys, pred, tmp_path / "gt")
+    write_submission_dir(pred, preds)
+
+    line = _cli_error(tmp_path, capsys, pred, tmp_path / "nowhere")
+    assert f"not found: {tmp_path / 'nowhere' / 'wider_face_val.mat'}" in line
+    (tmp_path / "gt" / "wider_medium_val.mat").unlink()
+    assert "wider_medium_val.mat" in _cli_error(tmp_path, capsys, pred, tmp_path / "gt")
+    _write_mat_gt(tmp_path / "gt", gt)
+
+    # A folder without a file for any val image (e.g. one level too high) is an error, not AP 0.
+    line = _cli_error(tmp_path, capsys, tmp_path, tmp_path / "gt")
+    assert f"{tmp_path}: no prediction file for any of the 3 ground-truth images" in line
+    assert _cli_error(tmp_path, capsys, tmp_path / "missing", tmp_path / "gt").endswith(
+        f"prediction directory not found: {tmp_path / 'missing'}"
+    )

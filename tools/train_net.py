@@ -5,13 +5,14 @@
     python tools/train_net.py --config-file configs/ainnoface_R152.yaml --eval-only \\
         MODEL.WEIGHTS output/ainnoface_R152/model_final.pth
     python tools/train_net.py --config-file configs/ainnoface_R152.yaml --eval-only \\
-        --size-protocols original vga multiscale MODEL.WEIGHTS output/ainnoface_R152/model_final.pth
+        --size-protocols original,vga,multiscale MODEL.WEIGHTS output/ainnoface_R152/model_final.pth
 
 Everything is stock Detectron2 (DefaultTrainer, checkpointer, hooks, launch) except what
 :class:`ainnoface_d2.engine.Trainer` adds: the data mapper (the paper's augmentation), the
 evaluator (official WIDER FACE protocol) and the labelled test-size protocols.
 """
 
+import argparse
 import sys
 
 import ainnoface_d2  # noqa: F401  (compat shims + registration; must precede detectron2 imports)
@@ -36,31 +37,47 @@ def main(args):
     return trainer.train()
 
 
+def _protocol_list(text):
+    names = [n for n in text.split(",") if n]
+    unknown = [n for n in names if n not in SIZE_PROTOCOLS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of {', '.join(SIZE_PROTOCOLS)}, got {text!r}"
+        )
+    return names
+
+
 def get_parser():
     parser = default_argument_parser()
     parser.add_argument(
         "--size-protocols",
-        nargs="+",
-        choices=SIZE_PROTOCOLS,
-        help="test-size protocols to evaluate, each labelled in the results "
-        "(sets TEST.FACE.SIZE_PROTOCOLS; default: the config's, 'original')",
+        type=_protocol_list,
+        metavar="P[,P...]",
+        help=f"test-size protocols to evaluate, from {','.join(SIZE_PROTOCOLS)}, each labelled "
+        "in the results (sets TEST.FACE.SIZE_PROTOCOLS; the configs' default: original)",
     )
     return parser
 
 
-def invoke_main(argv=None):
+def parse_args(argv=None):
+    """The command line, with ``--size-protocols`` folded into the config options; exits with a
+    one-line message when the weights to load are missing, before any process starts."""
     args = get_parser().parse_args(argv)
     if not args.config_file:
         sys.exit("--config-file is required, e.g. --config-file configs/ainnoface_R18_cpu.yaml")
     if args.size_protocols:
         args.opts = list(args.opts) + ["TEST.FACE.SIZE_PROTOCOLS", str(args.size_protocols)]
-    # Stop before any process starts when the weights to load are missing.
     try:
         check_weights(get_ainnoface_cfg(args.config_file, args.opts), resume=args.resume)
     except FileNotFoundError as e:
         sys.exit(f"train_net.py: error: {e}")
+    return args
+
+
+def invoke_main(argv=None):
+    args = parse_args(argv)
     print("Command Line Args:", args)
-    return launch(
+    launch(
         main,
         args.num_gpus,
         num_machines=args.num_machines,
