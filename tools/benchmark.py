@@ -1,85 +1,78 @@
 #!/usr/bin/env python
 """Benchmark AInnoFace side by side with Detectron2's stock RetinaNet, in one process and run.
 
-In the style of Detectron2's ``tools/benchmark.py``. Parts (``--what``, comma-separated):
+In the shape of Detectron2's ``tools/benchmark.py``: one measuring function per task
+(``--task``, comma-separated), each returning rows of one table printed with ``tabulate``.
 
-* ``train``: training images/s and peak memory, fp32 and mixed precision, of the AInnoFace
-  config and of the stock RetinaNet built beside it. One step is what ``SimpleTrainer`` /
-  ``AMPTrainer`` do: loss dict -> sum -> backward -> SGD step (Detectron2's ``build_optimizer``;
-  ``torch.autocast`` + ``GradScaler`` for AMP). Random images, ~12 random boxes each (the
-  reference script's recipe).
+* ``train``: training images/s and peak memory, fp32 and mixed precision. One step is what
+  ``SimpleTrainer`` / ``AMPTrainer`` do: loss dict -> sum -> backward -> SGD step (Detectron2's
+  ``build_optimizer``; ``torch.autocast`` + ``GradScaler`` for AMP). Random images, 12 random
+  boxes each.
 * ``infer``: inference latency at batch 1 and throughput at ``--infer-batch``, fp32 and AMP.
-* ``mapper``: the training data mapper (full augmentation chain) on WIDER-like 1024-wide
-  JPEGs, images/s per CPU core (``tools/benchmark_mapper.py``'s code, one thread).
-* ``eval``: the WIDER FACE evaluator on the full official val ground truth
-  (``--wider-gt``, default ``../shared/widerface/ground_truth``) with synthetic predictions:
-  jittered ground-truth boxes plus random false positives, ``--eval-preds`` per image.
-* ``amp``: mixed-precision training stability and fp16 inference agreement (GPU). Trains
-  ``--amp-config`` (default the small R18 config) with ``SOLVER.AMP.ENABLED`` for
-  ``--amp-iters`` iterations on a freshly generated built-in face dataset with
-  ``tools/train_net.py``'s Trainer (Detectron2's ``AMPTrainer``, which raises on the first
-  non-finite loss), then runs the trained model on the built-in val images in fp32 and under
-  autocast and checks that every detection with score >= 0.5 of either has a partner with
-  IoU >= 0.95 in the other. On CPU it trains in fp32 and compares with bfloat16 autocast (a smoke
-  test of the code path; the figure that counts is the GPU's).
+* ``flops``: fvcore's operation count of backbone + head at VGA (640x480) and at
+  ``--infer-size``; it does not depend on the machine's load.
 
-The stock model is the one of ``../shared/perf/bench_stock_retinanet.py`` (``make_cfg(p2=True)``):
-RetinaNet, ``build_retinanet_resnet_fpn_backbone`` over res2-res5 (FPN P2-P5 + P6/P7 from res5),
-head on P2-P7, anchors ``{16..512} x 2^{0,1/3,2/3}`` with aspect ratio 1.25 (3 per location),
-one class. Its ResNet settings (depth, stride-in-1x1, norm, frozen stages, widths), FPN width,
-pixel mean/std and solver come from the AInnoFace config, so the two backbones are the same.
-Both models start from random weights: with trained weights inference would also pay for more
-candidates above the score threshold (``--score-thresh 0`` makes both decode every top-k
-candidate, the worst case).
+The data mapper and the evaluator are timed by their own tools (``tools/benchmark_mapper.py``,
+``tools/benchmark_evaluator.py``); mixed-precision training stability is a test
+(``tests/test_amp.py``, CUDA only).
+
+The stock model is RetinaNet with ``build_retinanet_resnet_fpn_backbone`` over res2-res5 (FPN
+P2-P5 + P6/P7 from res5), head on P2-P7, anchors ``{16..512} x 2^{0,1/3,2/3}`` with aspect ratio
+1.25 (3 per location), one class. Its ResNet settings (depth, stride-in-1x1, norm, frozen stages,
+widths), FPN width, pixel mean/std and solver come from the AInnoFace config, so the two backbones
+are the same. Both models start from random weights: with trained weights inference would also
+pay for more candidates above the score threshold (``--score-thresh 0`` makes both decode every
+top-k candidate, the worst case).
 
 Examples::
 
     python tools/benchmark.py                                 # GPU: R152 vs stock, bs8 @ 1024
     python tools/benchmark.py --config-file configs/ainnoface_R50.yaml --device cpu \\
-        --threads 2 --what infer --infer-size 640x480 --infer-batch 0 --amp off
-    python tools/benchmark.py --what mapper,eval --json out.json
+        --threads 2 --task infer --infer-size 640x480 --infer-batch 0 --amp off
+    python tools/benchmark.py --config-file configs/ainnoface_R50.yaml --device cpu --task flops
 """
 
 import argparse
-import importlib.util
 import json
 import logging
 import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
+from dataclasses import dataclass, field
 
 import ainnoface_d2  # noqa: F401  (compat shims + registration; must precede detectron2 imports)
 from ainnoface_d2 import get_ainnoface_cfg
 from ainnoface_d2.runtime import tune_cpu_allocator
 
-import numpy as np
 import torch
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.solver import build_optimizer
-from detectron2.structures import Boxes, Instances, pairwise_iou
+from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
+from tabulate import tabulate
 
 logger = logging.getLogger("ainnoface_d2.benchmark")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(REPO, "configs", "ainnoface_R152.yaml")
-AMP_CONFIG = os.path.join(REPO, "configs", "ainnoface_R18_cpu.yaml")
-DEFAULT_WIDER_GT = os.path.join(os.path.dirname(REPO), "shared", "widerface", "ground_truth")
-PARTS = ("train", "infer", "flops", "mapper", "eval", "amp")
+TASKS = ("train", "infer", "flops")
+MODELS = ("ainnoface", "stock")
+VGA = (640, 480)
 GiB = 2**30
 
 
-def _load_tool(name):
-    """A script of tools/ as a module (they are scripts, not part of the package)."""
-    path = os.path.join(REPO, "tools", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"ainnoface_tools_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@dataclass
+class Row:
+    """One figure of the table: a value per model and, where both ran in turns, the paired
+    AInnoFace / stock ratio (:func:`paired_ratio`)."""
+
+    key: str
+    label: str
+    values: dict = field(default_factory=dict)
+    paired: float = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,6 +142,11 @@ def random_batch(n, height, width, with_gt, seed=0):
 # ---------------------------------------------------------------------------------------------
 # Timing
 # ---------------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing and counting
+# ---------------------------------------------------------------------------------------------
 def _sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -202,12 +200,44 @@ def _amp_modes(args, device):
     return modes
 
 
-def bench_train(models, args, device, paired):
-    """Training images/s (and peak memory on CUDA with one model) of ``{name: (model, cfg)}``;
-    ``paired`` receives the paired AInnoFace / stock ratios (see :func:`paired_ratio`)."""
+class _DenseNet(torch.nn.Module):
+    """Backbone + head of a Detectron2 dense detector, on a preprocessed image tensor."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.backbone, self.head = model.backbone, model.head
+        self.in_features = list(model.head_in_features)
+
+    def forward(self, images):
+        features = self.backbone(images)
+        return self.head([features[f] for f in self.in_features])
+
+
+def count_flops(model, w, h):
+    """fvcore's count (GFLOPs, one multiply-add = one flop) of backbone + head on a ``w`` x ``h``
+    image after the model's own padding."""
+    from fvcore.nn import FlopCountAnalysis
+
+    images = model.preprocess_image(random_batch(1, h, w, with_gt=False)).tensor
+    model.eval()
+    with torch.no_grad():
+        flops = FlopCountAnalysis(_DenseNet(model), images)
+        flops.unsupported_ops_warnings(False)
+        flops.uncalled_modules_warnings(False)
+        by_module = flops.by_module()
+        return {
+            "total": flops.total() / 1e9,
+            "backbone": by_module["backbone"] / 1e9,
+            "head": by_module["head"] / 1e9,
+            "padded_input": "x".join(str(v) for v in images.shape[-2:][::-1]),
+        }
+
+
+def measure_train(models, args, device):
+    """Training images/s (and peak memory on CUDA with one model) of ``{name: (model, cfg)}``."""
     data = random_batch(args.batch, args.size, args.size, with_gt=True)
     optimizers = {name: build_optimizer(cfg, model) for name, (model, cfg) in models.items()}
-    out = {name: {} for name in models}
+    rows = []
     for amp in _amp_modes(args, device):
         steps = {}
         for name, (model, _) in models.items():
@@ -231,24 +261,30 @@ def bench_train(models, args, device, paired):
         samples = {}
         t = timeit(steps, args.train_warmup, args.train_iters, device, args.settle, samples)
         key = "amp" if amp else "fp32"
-        paired[f"train_img_s_{key}"] = paired_ratio(samples, inverse=True)
-        for name in models:
-            out[name][f"train_img_s_{key}"] = args.batch / t[name]
-            logger.info("%s train %s: %.3f s/iter", name, key, t[name])
-            if device.type == "cuda" and len(models) == 1:
-                out[name][f"train_peak_gib_{key}"] = torch.cuda.max_memory_allocated(device) / GiB
+        speed = Row(f"train_img_s_{key}", f"train img/s, bs{args.batch} @ {args.size}, {key}")
+        speed.values = {name: args.batch / t[name] for name in models}
+        speed.paired = paired_ratio(samples, inverse=True)
+        rows.append(speed)
+        if device.type == "cuda" and len(models) == 1:
+            peak = torch.cuda.max_memory_allocated(device) / GiB
+            rows.append(
+                Row(
+                    f"train_peak_gib_{key}",
+                    f"train peak memory (GiB), {key}",
+                    {**{n: peak for n in models}},
+                )
+            )
     for opt in optimizers.values():
         opt.zero_grad(set_to_none=True)
-    return out
+    return rows
 
 
-def bench_infer(models, args, device, paired):
-    """Latency at batch 1 and throughput at ``--infer-batch`` of ``{name: (model, cfg)}``;
-    ``paired`` receives the paired AInnoFace / stock ratios (see :func:`paired_ratio`)."""
+def measure_infer(models, args, device):
+    """Latency at batch 1 and throughput at ``--infer-batch`` of ``{name: (model, cfg)}``."""
     w, h = args.infer_size
     one = random_batch(1, h, w, with_gt=False)
     many = random_batch(args.infer_batch, h, w, with_gt=False) if args.infer_batch else None
-    out = {name: {} for name in models}
+    rows = []
     for amp in _amp_modes(args, device):
 
         def infer(model, x, amp=amp):
@@ -261,305 +297,85 @@ def bench_infer(models, args, device, paired):
         fns = {name: (lambda m=m: infer(m, one)) for name, (m, _) in models.items()}
         samples = {}
         t1 = timeit(fns, args.infer_warmup, args.infer_iters, device, args.settle, samples)
-        paired[f"infer_ms_bs1_{key}"] = paired_ratio(samples)
+        row = Row(f"infer_ms_bs1_{key}", f"infer latency bs1 @ {w}x{h} (ms), {key}")
+        row.values = {name: 1000 * t1[name] for name in models}
+        row.paired = paired_ratio(samples)
+        rows.append(row)
         if many:
             fns = {name: (lambda m=m: infer(m, many)) for name, (m, _) in models.items()}
             reps = max(3, args.infer_iters // 3)
+            samples = {}
             tn = timeit(fns, max(1, args.infer_warmup // 2), reps, device, args.settle, samples)
-            paired[f"infer_img_s_bs{args.infer_batch}_{key}"] = paired_ratio(samples, inverse=True)
-        for name in models:
-            out[name][f"infer_ms_bs1_{key}"] = 1000 * t1[name]
-            logger.info("%s infer %s: %.1f ms at batch 1", name, key, 1000 * t1[name])
-            if many:
-                out[name][f"infer_img_s_bs{args.infer_batch}_{key}"] = args.infer_batch / tn[name]
-    return out
+            n = args.infer_batch
+            row = Row(f"infer_img_s_bs{n}_{key}", f"infer img/s bs{n} @ {w}x{h}, {key}")
+            row.values = {name: n / tn[name] for name in models}
+            row.paired = paired_ratio(samples, inverse=True)
+            rows.append(row)
+    return rows
 
 
-class _DenseNet(torch.nn.Module):
-    """Backbone + head of a Detectron2 dense detector, on a preprocessed image tensor."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.backbone, self.head = model.backbone, model.head
-        self.in_features = list(model.head_in_features)
-
-    def forward(self, images):
-        features = self.backbone(images)
-        return self.head([features[f] for f in self.in_features])
-
-
-def count_flops(model, args):
-    """fvcore's multiply-accumulate count (GMAC) of backbone + head at the inference size,
-    after the model's own padding; independent of the machine's load."""
-    from fvcore.nn import FlopCountAnalysis
-
-    w, h = args.infer_size
-    images = model.preprocess_image(random_batch(1, h, w, with_gt=False)).tensor
-    model.eval()
-    with torch.no_grad():
-        flops = FlopCountAnalysis(_DenseNet(model), images)
-        flops.unsupported_ops_warnings(False)
-        flops.uncalled_modules_warnings(False)
-        by_module = flops.by_module()
-        return {
-            "gmac": flops.total() / 1e9,
-            "gmac_backbone": by_module["backbone"] / 1e9,
-            "gmac_head": by_module["head"] / 1e9,
-            "padded_input": "x".join(str(v) for v in images.shape[-2:][::-1]),
-        }
+def measure_flops(models, args, device):
+    """fvcore's count of backbone + head (after the model's own padding) at VGA and at
+    ``--infer-size``; fvcore counts one multiply-add as one flop."""
+    sizes = list(dict.fromkeys([VGA, tuple(args.infer_size)]))
+    rows = []
+    for w, h in sizes:
+        counts = {name: count_flops(model, w, h) for name, (model, _) in models.items()}
+        where = "VGA " if (w, h) == VGA else ""
+        for part in ("total", "backbone", "head"):
+            label = f"GFLOPs {part} @ {where}{w}x{h} (fvcore)"
+            rows.append(
+                Row(f"gflops_{part}_{w}x{h}", label, {n: c[part] for n, c in counts.items()})
+            )
+        padded = {n: c["padded_input"] for n, c in counts.items()}
+        rows.append(Row(f"padded_input_{w}x{h}", f"  padded input of {w}x{h}", padded))
+    return rows
 
 
-def bench_models(args, device):
+MEASURES = {"train": measure_train, "infer": measure_infer, "flops": measure_flops}
+
+
+def merge_rows(row_lists):
+    """Rows of several runs (one model each) merged by key, in first-seen order."""
+    merged = {}
+    for rows in row_lists:
+        for row in rows:
+            if row.key in merged:
+                merged[row.key].values.update(row.values)
+            else:
+                merged[row.key] = Row(row.key, row.label, dict(row.values), row.paired)
+    return list(merged.values())
+
+
+def run_tasks(args, device):
+    """Every task of ``args.what`` on both models: in turns within one run (``--interleave``), or
+    one model at a time, so that each peak-memory figure is its own. Returns the rows."""
     face_cfg = ainnoface_cfg(args)
     cfgs = {"ainnoface": face_cfg, "stock": stock_retinanet_cfg(face_cfg, args)}
-    results = {name: {} for name in args.model_order}
 
     def build(name):
         torch.manual_seed(0)
         model = build_model(cfgs[name])
-        results[name]["params_M"] = sum(p.numel() for p in model.parameters()) / 1e6
-        logger.info("%s: %.2f M parameters", name, results[name]["params_M"])
-        if "flops" in args.what:
-            results[name].update(count_flops(model, args))
         return model, cfgs[name]
 
-    paired = {}
-
     def measure(models):
-        if "train" in args.what:
-            for name, res in bench_train(models, args, device, paired).items():
-                results[name].update(res)
-        if "infer" in args.what:
-            for name, res in bench_infer(models, args, device, paired).items():
-                results[name].update(res)
+        params = Row("params_M", "parameters (M)")
+        params.values = {
+            n: sum(p.numel() for p in m.parameters()) / 1e6 for n, (m, _) in models.items()
+        }
+        rows = [params]
+        for task in args.what:
+            rows += MEASURES[task](models, args, device)
+        return rows
 
     if args.interleave:
-        measure({name: build(name) for name in args.model_order})
-    else:
-        # One model at a time on the device, so that each peak-memory figure is its own.
-        for name in args.model_order:
-            measure({name: build(name)})
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-    results["paired"] = {k: v for k, v in paired.items() if v is not None}
-    return results
-
-
-# ---------------------------------------------------------------------------------------------
-# Data mapper and evaluator
-# ---------------------------------------------------------------------------------------------
-def bench_mapper(args):
-    """images/s on one core: tools/benchmark_mapper.py's synthetic images and loop."""
-    from ainnoface_d2.data import FaceDatasetMapper
-
-    import cv2
-
-    bm = _load_tool("benchmark_mapper")
-    cfg = get_ainnoface_cfg(args.config_file, args.opts)
-    cfg.INPUT.FACE.TRAIN_SIZE = args.mapper_size
-    cfg.freeze()
-    threads = torch.get_num_threads(), cv2.getNumThreads()
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    try:
-        mapper = FaceDatasetMapper(cfg, is_train=True)
-        np.random.seed(0)
-        with tempfile.TemporaryDirectory() as tmp:
-            dicts = bm.synthetic_dataset(tmp, args.mapper_images, seed=0)
-            decode, augment, _ = bm.run(mapper, dicts, args.mapper_iters, warmup=5)
-    finally:
-        torch.set_num_threads(threads[0])
-        cv2.setNumThreads(threads[1])
-    return {
-        "mapper_img_s_core": args.mapper_iters / (decode + augment),
-        "mapper_ms_decode": 1000 * decode / args.mapper_iters,
-        "mapper_ms_augment": 1000 * augment / args.mapper_iters,
-    }
-
-
-def synthetic_predictions(gt, per_image, seed=0):
-    """Per image: each real face, with probability 0.9, as a box jittered by ~10 % of its size
-    (score in [0.3, 1)), plus random boxes (score in [0, 0.6)) up to ``per_image`` boxes."""
-    rng = np.random.default_rng(seed)
-    preds = {}
-    for key, g in gt.items():
-        boxes = np.asarray(g.boxes, dtype=np.float64).reshape(-1, 4)
-        real = boxes[(boxes[:, 2] > 0) & (boxes[:, 3] > 0)]
-        real = real[rng.random(len(real)) < 0.9][:per_image]
-        size = real[:, 2:4]
-        tp = np.concatenate([real[:, :2] + rng.normal(0, 0.1, size.shape) * size,
-                             size * rng.uniform(0.9, 1.1, size.shape)], 1)  # fmt: skip
-        tp = np.concatenate([tp, rng.uniform(0.3, 1.0, (len(tp), 1))], 1)
-        n_fp = per_image - len(tp)
-        extent = (
-            np.maximum(boxes[:, :2].max(0) + boxes[:, 2:].max(0), 64) if len(boxes) else [1024] * 2
-        )  # noqa: E501
-        wh = np.exp(rng.uniform(np.log(4), np.log(300), (n_fp, 2)))
-        xy = rng.uniform(0, 1, (n_fp, 2)) * np.asarray(extent, dtype=np.float64)
-        fp = np.concatenate([xy, wh, rng.uniform(0, 0.6, (n_fp, 1))], 1)
-        preds[key] = np.concatenate([tp, fp], 0)
-    return preds
-
-
-def bench_eval(args):
-    from ainnoface_d2.evaluation import evaluate, load_eval_ground_truth
-
-    if not os.path.isdir(args.wider_gt):
-        raise FileNotFoundError(
-            f"--wider-gt {args.wider_gt}: no such directory (the official eval_tools/ground_truth "
-            "with wider_face_val.mat and wider_{easy,medium,hard}_val.mat)"
-        )
-    t = time.perf_counter()
-    gt = load_eval_ground_truth(args.wider_gt)
-    load_s = time.perf_counter() - t
-    preds = synthetic_predictions(gt, args.eval_preds)
-    n = sum(len(p) for p in preds.values())
-    out = {"eval_images": len(gt), "eval_predictions": n, "eval_gt_load_s": load_s}
-    for protocol in ("matlab", "python"):
-        res = {}
-
-        def run(protocol=protocol, res=res):
-            res.update(evaluate(preds, gt, protocol=protocol))
-
-        t = timeit({protocol: run}, 0, args.eval_reps, torch.device("cpu"))
-        out[f"eval_s_{protocol}"] = t[protocol]
-        out[f"eval_ap_{protocol}"] = {s: round(100 * res[s], 2) for s in ("easy", "medium", "hard")}
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Mixed-precision training stability and fp16 inference agreement
-# ---------------------------------------------------------------------------------------------
-def match_fraction(a_boxes, a_scores, b_boxes, score_thresh, iou_thresh):
-    """(matched, total): detections of A with score >= score_thresh that have a box of B at
-    IoU >= iou_thresh."""
-    sel = a_scores >= score_thresh
-    total = int(sel.sum())
-    if total == 0:
-        return 0, 0
-    if len(b_boxes) == 0:
-        return 0, total
-    iou = pairwise_iou(Boxes(a_boxes[sel]), Boxes(b_boxes))
-    return int((iou.max(dim=1).values >= iou_thresh).sum()), total
-
-
-def amp_agreement(model, cfg, dataset, device, num_images, score_thresh=0.5, iou_thresh=0.95):
-    """Run ``model`` in fp32 and under autocast on ``dataset``; count matched detections."""
-    from ainnoface_d2.data import FaceDatasetMapper
-
-    from detectron2.data import build_detection_test_loader
-
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    loader = build_detection_test_loader(
-        cfg, dataset, mapper=FaceDatasetMapper(cfg, is_train=False)
-    )
-    model.eval()
-    counts = np.zeros(4, dtype=np.int64)  # fp32 matched, fp32 total, amp matched, amp total
-    for i, inputs in enumerate(loader):
-        if i >= num_images:
-            break
-        with torch.no_grad():
-            ref = model(inputs)[0]["instances"].to("cpu")
-            with torch.autocast(device.type, dtype=dtype):
-                low = model(inputs)[0]["instances"].to("cpu")
-        rb, rs = ref.pred_boxes.tensor.float(), ref.scores.float()
-        lb, ls = low.pred_boxes.tensor.float(), low.scores.float()
-        counts[:2] += match_fraction(rb, rs, lb, score_thresh, iou_thresh)
-        counts[2:] += match_fraction(lb, ls, rb, score_thresh, iou_thresh)
-    return {
-        "amp_dtype": str(dtype).replace("torch.", ""),
-        "agree_fp32_matched": int(counts[0]),
-        "agree_fp32_total": int(counts[1]),
-        "agree_amp_matched": int(counts[2]),
-        "agree_amp_total": int(counts[3]),
-    }
-
-
-def bench_amp(args, device):
-    from ainnoface_d2.data.builtin_faces import build_builtin_faces
-    from ainnoface_d2.data.datasets import register_wider_face_splits
-    from ainnoface_d2.data.wider_face import convert_wider_face
-    from ainnoface_d2.engine import Trainer
-
-    use_amp = device.type == "cuda"
-    with tempfile.TemporaryDirectory() as tmp:
-        root = os.path.join(tmp, "builtin_faces")
-        build_builtin_faces(
-            root, seed=0, num_train=args.amp_images, num_val=args.amp_val_images, num_test=0
-        )
-        convert_wider_face(root, splits=("train", "val"))
-        prefix = f"benchmark_amp_faces_{os.getpid()}"
-        register_wider_face_splits(prefix, root, splits=("train", "val"))
-        cfg = get_ainnoface_cfg(args.amp_config)
-        cfg.merge_from_list(
-            [
-                "MODEL.DEVICE",
-                args.device,
-                "SOLVER.AMP.ENABLED",
-                use_amp,
-                "SOLVER.MAX_ITER",
-                args.amp_iters,
-                "SOLVER.STEPS",
-                (int(args.amp_iters * 0.8),),
-                "SOLVER.WARMUP_ITERS",
-                min(50, args.amp_iters // 4),
-                "SOLVER.CHECKPOINT_PERIOD",
-                10**9,
-                "SOLVER.IMS_PER_BATCH",
-                args.amp_batch,
-                "DATASETS.TRAIN",
-                (f"{prefix}_train",),
-                "DATASETS.TEST",
-                (f"{prefix}_val",),
-                "DATALOADER.NUM_WORKERS",
-                args.amp_workers,
-                "TEST.EVAL_PERIOD",
-                0,
-                "TEST.WIDER_FACE.WRITE_SUBMISSION",
-                False,
-                "TEST.WIDER_FACE.PLOT_PR_CURVES",
-                False,
-                "TEST.WIDER_FACE.COCO_EVAL",
-                False,
-                "OUTPUT_DIR",
-                os.path.join(tmp, "output"),
-                "SEED",
-                0,
-            ]
-            + list(args.amp_opts)  # fmt: skip
-        )
-        cfg.freeze()
-        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-        trainer = Trainer(cfg)
-        trainer.resume_or_load(resume=False)
-        out = {"amp_train_mode": "AMPTrainer fp16" if use_amp else "SimpleTrainer fp32 (no CUDA)"}
-        t = time.perf_counter()
-        try:
-            trainer.train()
-            out["amp_nonfinite_losses"] = 0
-        except FloatingPointError as e:
-            # Detectron2 raises on the first non-finite total loss.
-            logger.error("non-finite loss: %s", e)
-            out["amp_nonfinite_losses"] = 1
-        # After a complete run Detectron2 leaves iter at max_iter; after an error, at the step
-        # that failed.
-        out["amp_train_iters_done"] = trainer.iter - trainer.start_iter
-        out["amp_train_s"] = time.perf_counter() - t
-        history = trainer.storage.history("total_loss").values() if trainer.storage else []
-        losses = [v for v, _ in history]
-        out["amp_total_loss_first_last"] = (
-            [round(losses[0], 4), round(losses[-1], 4)] if losses else None
-        )
-        if use_amp:
-            out["amp_grad_scale_final"] = float(trainer._trainer.grad_scaler.get_scale())
-        results = getattr(trainer, "_last_eval_results", None) or {}
-        ap = results.get("wider_face") or {}
-        out["amp_model_ap"] = "/".join(f"{ap[k]:.1f}" for k in ap) if ap else "n/a"
-        model = trainer.model
-        out.update(
-            amp_agreement(model, cfg, f"{prefix}_val", device, num_images=args.amp_val_images)
-        )
-    return out
+        return measure({name: build(name) for name in args.model_order})
+    runs = []
+    for name in args.model_order:
+        runs.append(measure({name: build(name)}))
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return merge_rows(runs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -567,117 +383,19 @@ def bench_amp(args, device):
 # ---------------------------------------------------------------------------------------------
 def _fmt(v, digits=2):
     if v is None:
-        return "n/a"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}"
-    return str(v)
+        return ""
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
-def print_table(args, device, results):
-    rows = []
-    m = results.get("models", {})
-    a, s, paired = m.get("ainnoface", {}), m.get("stock", {}), m.get("paired", {})
-    w, h = args.infer_size
-    labels = [
-        ("params_M", "parameters (M)"),
-        ("gmac", f"GMAC backbone+head @ {w}x{h} (fvcore)"),
-        ("gmac_backbone", "  of which backbone"),
-        ("gmac_head", "  of which head"),
-        ("padded_input", "  padded input (size divisibility)"),
-        ("train_img_s_fp32", f"train img/s, bs{args.batch} @ {args.size}, fp32"),
-        ("train_img_s_amp", f"train img/s, bs{args.batch} @ {args.size}, AMP"),
-        ("train_peak_gib_fp32", "train peak memory (GiB), fp32"),
-        ("train_peak_gib_amp", "train peak memory (GiB), AMP"),
-        ("infer_ms_bs1_fp32", f"infer latency bs1 @ {w}x{h} (ms), fp32"),
-        ("infer_ms_bs1_amp", f"infer latency bs1 @ {w}x{h} (ms), AMP"),
-        (f"infer_img_s_bs{args.infer_batch}_fp32", f"infer img/s bs{args.infer_batch}, fp32"),
-        (f"infer_img_s_bs{args.infer_batch}_amp", f"infer img/s bs{args.infer_batch}, AMP"),
-    ]
-    for key, label in labels:
-        if key not in a and key not in s:
-            continue
-        if key.startswith("train_peak") and device.type != "cuda":
-            continue
-        ratio = None
-        if isinstance(a.get(key), float) and isinstance(s.get(key), float) and s[key]:
-            ratio = a[key] / s[key]
-        rows.append(
-            (label, _fmt(a.get(key)), _fmt(s.get(key)), _fmt(ratio, 3) if ratio else "",
-             _fmt(paired[key], 3) if key in paired else "")
-        )  # fmt: skip
-    for name, d in (("AInnoFace", a), ("stock", s)):
-        if "train_img_s_amp" in d and "train_img_s_fp32" in d:
-            rows.append(
-                (f"AMP / fp32 train speed-up, {name}", "", "",
-                 _fmt(d["train_img_s_amp"] / d["train_img_s_fp32"], 3))
-            )  # fmt: skip
-    if "train" in args.what and not any(k.startswith("train_peak") for k in a):
-        why = "CPU" if device.type != "cuda" else "--interleave"
-        rows.append(("train peak memory", f"n/a ({why})", f"n/a ({why})", ""))
-    mp = results.get("mapper")
-    if mp:
-        rows.append(
-            (f"mapper img/s per core (TRAIN_SIZE {args.mapper_size})",
-             _fmt(mp["mapper_img_s_core"]), "", "")
-        )  # fmt: skip
-        rows.append(
-            ("  decode / augment+to-tensor (ms)",
-             f"{mp['mapper_ms_decode']:.1f} / {mp['mapper_ms_augment']:.1f}", "", "")
-        )  # fmt: skip
-        for key in ("train_img_s_amp", "train_img_s_fp32"):
-            if key in a:
-                rows.append(
-                    (f"  cores needed for AInnoFace {key[12:]} training",
-                     _fmt(a[key] / mp["mapper_img_s_core"], 1), "", "")
-                )  # fmt: skip
-                break
-    ev = results.get("eval")
-    if ev:
-        rows.append(
-            (f"WIDER eval, {ev['eval_images']} images, {ev['eval_predictions']} preds: GT load (s)",
-             _fmt(ev["eval_gt_load_s"]), "", "")
-        )  # fmt: skip
-        for p in ("matlab", "python"):
-            ap = ev[f"eval_ap_{p}"]
-            rows.append(
-                (f"  evaluate(), {p} protocol (s) [AP e/m/h "
-                 f"{ap['easy']}/{ap['medium']}/{ap['hard']}]",
-                 _fmt(ev[f"eval_s_{p}"]), "", "")
-            )  # fmt: skip
-    amp = results.get("amp")
-    if amp:
-        rows.append(
-            (f"AMP stability: {amp['amp_train_mode']}, non-finite losses / iterations",
-             f"{amp['amp_nonfinite_losses']} / {amp['amp_train_iters_done']}", "", "")
-        )  # fmt: skip
-        rows.append(
-            ("  total_loss first / last, grad scale",
-             f"{amp['amp_total_loss_first_last']}, {amp.get('amp_grad_scale_final', 'n/a')}",
-             "", "")
-        )  # fmt: skip
-        rows.append(("  WIDER AP of the trained model (e/m/h)", amp["amp_model_ap"], "", ""))
-        rows.append(
-            (f"{amp['amp_dtype']} vs fp32 detections >= 0.5 matched at IoU >= 0.95",
-             f"fp32: {amp['agree_fp32_matched']}/{amp['agree_fp32_total']}, "
-             f"{amp['amp_dtype']}: {amp['agree_amp_matched']}/{amp['agree_amp_total']}", "", "")
-        )  # fmt: skip
-
-    header = ("figure", "AInnoFace", "stock RetinaNet", "AInnoFace / stock", "paired")
-    rows = [tuple(r) + ("",) * (len(header) - len(r)) for r in rows]
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
-    line = "| " + " | ".join(f"{{:{w}}}" for w in widths) + " |"
-    print()
-    print(results["header"])
-    if paired:
-        print(
-            "AInnoFace / stock: ratio of the medians; paired: median of the ratios of the "
-            "adjacent calls of each repetition (robust to a machine whose speed drifts)"
-        )
-    print(line.format(*header))
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print(line.format(*r))
-    print()
+def format_table(rows):
+    """The rows as a tabulate pipe table with the ratio of the two models' figures."""
+    table = []
+    for row in rows:
+        a, s = row.values.get("ainnoface"), row.values.get("stock")
+        ratio = a / s if isinstance(a, float) and isinstance(s, float) and s else None
+        table.append([row.label, _fmt(a), _fmt(s), _fmt(ratio, 3), _fmt(row.paired, 3)])
+    headers = ["figure", "AInnoFace", "stock RetinaNet", "AInnoFace / stock", "paired"]
+    return tabulate(table, headers=headers, tablefmt="pipe", disable_numparse=True)
 
 
 def parse_size(text):
@@ -692,7 +410,9 @@ def get_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config-file", default=DEFAULT_CONFIG, help="AInnoFace config")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--what", default="train,infer", help=f"comma-separated parts of {PARTS}")
+    p.add_argument(
+        "--task", "--what", dest="what", default="train,infer", help=f"comma-separated of {TASKS}"
+    )
     p.add_argument("--amp", choices=("both", "on", "off"), default="both")
     p.add_argument("--batch", type=int, help="training batch (default 8 on GPU, 2 on CPU)")
     p.add_argument("--size", type=int, help="training image side (default 1024 GPU, 256 CPU)")
@@ -726,84 +446,84 @@ def get_parser():
         "both models alike), 'default' leaves glibc's settings",
     )
     p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--mapper-size", type=int, default=1024, help="mapper TRAIN_SIZE")
-    p.add_argument("--mapper-iters", type=int, default=150)
-    p.add_argument("--mapper-images", type=int, default=24)
-    p.add_argument("--wider-gt", default=DEFAULT_WIDER_GT, help="official ground_truth dir")
-    p.add_argument("--eval-preds", type=int, default=300, help="predictions per image")
-    p.add_argument("--eval-reps", type=int, default=3)
-    p.add_argument("--amp-config", default=AMP_CONFIG, help="config trained by the amp part")
-    p.add_argument("--amp-iters", type=int, default=300)
-    p.add_argument("--amp-batch", type=int, default=8)
-    p.add_argument("--amp-images", type=int, default=120, help="built-in train images")
-    p.add_argument("--amp-workers", type=int, default=4)
-    p.add_argument("--amp-val-images", type=int, default=40, help="built-in val images")
-    p.add_argument("--amp-opts", nargs="*", default=[], help="extra KEY VALUE for the amp run")
     p.add_argument("--json", help="also write every figure to this JSON file")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="AInnoFace config overrides")
     return p
 
 
-def main(argv=None):
-    args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("fvcore").setLevel(logging.WARNING)
+def _resolve_args(args):
+    """Task list, model order and the per-device defaults of the unset options."""
     args.what = [w.strip() for w in args.what.split(",") if w.strip()]
-    unknown = [w for w in args.what if w not in PARTS]
+    unknown = [w for w in args.what if w not in TASKS]
     if unknown:
-        raise SystemExit(f"--what: unknown parts {unknown}; choose from {PARTS}")
+        raise SystemExit(f"--task: unknown {unknown}; choose from {TASKS}")
     args.model_order = [m.strip() for m in args.model_order.split(",")]
-    if sorted(args.model_order) != ["ainnoface", "stock"]:
+    if sorted(args.model_order) != sorted(MODELS):
         raise SystemExit("--model-order must name ainnoface and stock")
-    device = torch.device(args.device)
-    gpu = device.type == "cuda"
+    gpu = torch.device(args.device).type == "cuda"
     if gpu and not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: CUDA is not available")
-    defaults = dict(
-        batch=(8, 2), size=(1024, 256), infer_batch=(8, 2), train_iters=(10, 3),
-        train_warmup=(3, 1), infer_iters=(30, 5), infer_warmup=(5, 1), settle=(0, 1),
-    )  # fmt: skip
+    defaults = {
+        "batch": (8, 2),
+        "size": (1024, 256),
+        "infer_batch": (8, 2),
+        "train_iters": (10, 3),
+        "train_warmup": (3, 1),
+        "infer_iters": (30, 5),
+        "infer_warmup": (5, 1),
+        "settle": (0, 1),
+        "interleave": (False, True),
+    }
     for key, (on_gpu, on_cpu) in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, on_gpu if gpu else on_cpu)
-    if args.interleave is None:
-        args.interleave = not gpu
     if args.infer_size is None:
         args.infer_size = (args.size, args.size)
+    return args
+
+
+def _header(args, device):
+    gpu = device.type == "cuda"
     if args.threads:
         torch.set_num_threads(args.threads)
     malloc = "glibc default"
     if args.malloc == "tuned":
         malloc = "tuned" if tune_cpu_allocator() else "default (tuning not applicable)"
-    if gpu:
-        torch.backends.cudnn.benchmark = True
-        torch.cuda.set_device(device)
-
     name = torch.cuda.get_device_name(device) if gpu else (platform.processor() or "CPU")
     if not gpu:
         name += f", {torch.get_num_threads()} threads"
-    header = (
+    return (
         f"device: {name} | torch {torch.__version__}"
         + (f" (CUDA {torch.version.cuda})" if gpu else "")
         + f" | config {os.path.relpath(args.config_file, REPO)} {' '.join(args.opts)}".rstrip()
         + f" | stock: RetinaNet P2-P7, {args.stock_anchors} anchors/location"
         + f" | malloc: {malloc}"
     )
+
+
+def main(argv=None):
+    args = _resolve_args(get_parser().parse_args(argv))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("fvcore").setLevel(logging.WARNING)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.cuda.set_device(device)
+    header = _header(args, device)
     print(header, flush=True)
-    results = {"header": header, "args": {k: v for k, v in vars(args).items()}}
-    if {"train", "infer", "flops"} & set(args.what):
-        results["models"] = bench_models(args, device)
-    if "mapper" in args.what:
-        results["mapper"] = bench_mapper(args)
-    if "eval" in args.what:
-        results["eval"] = bench_eval(args)
-    if "amp" in args.what:
-        results["amp"] = bench_amp(args, device)
-    print_table(args, device, results)
+    rows = run_tasks(args, device)
+    print(f"\n{header}")
+    if args.interleave:
+        print(
+            "AInnoFace / stock: ratio of the figures; paired: median of the ratios of the "
+            "adjacent calls of each repetition (robust to a machine whose speed drifts)"
+        )
+    print(format_table(rows) + "\n")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(results, f, indent=1, default=str)
-    return results
+            figures = {r.key: {**r.values, "paired": r.paired} for r in rows}
+            json.dump({"header": header, "args": vars(args), "figures": figures}, f, indent=1)
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# The GPU check of issue 5, in one run (about 5-8 minutes on an H100/H200), from the repo root:
+# GPU check, in one run from the repository root (about 5-8 minutes on an H100/H200):
 #
 #   1. installs the project's Python dependencies from .whl/ if detectron2 is not importable;
-#   2. runs tools/benchmark.py: AInnoFace R152 vs stock RetinaNet R152 P2-P7 (same process),
-#      training bs8 @ 1024 and inference, fp32 and AMP; FLOPs; the data mapper per CPU core; the
-#      WIDER FACE evaluator on the full val ground truth (if ../shared or datasets/ has it); the
-#      AMP stability run (the R18 config, 300 iterations, SOLVER.AMP.ENABLED, built-in faces)
-#      and the fp16-vs-fp32 agreement of its detections; it prints ONE table.
+#   2. tools/benchmark.py: AInnoFace R152 vs stock RetinaNet R152 P2-P7 (same process), training
+#      bs8 @ 1024 and inference, fp32 and AMP, and the GFLOPs at VGA; one table;
+#   3. tools/benchmark_mapper.py: the training data mapper, images/s per CPU core;
+#   4. tools/benchmark_evaluator.py: the WIDER FACE evaluation on the full val ground truth (if
+#      .whl/ground_truth, datasets/ or ../shared has it);
+#   5. tests/test_amp.py: mixed-precision training stability (SOLVER.AMP.ENABLED, the R18 config
+#      on built-in faces) and the fp16-vs-fp32 agreement of the trained model's detections.
 #
-# Everything it writes goes to $OUT (default /tmp/gpu_check): benchmark.json, benchmark.log.
+# Everything it writes goes to $OUT (default /tmp/gpu_check): benchmark.json and the logs.
 #
-# Preparing .whl/ here (once; .whl/ is in .gitignore). The device has torch/torchvision, numpy,
-# opencv, scipy, scikit-image, matplotlib, pyyaml, tqdm, tabulate, portalocker, cloudpickle,
-# Pillow; it lacks detectron2 and these (Python 3.12 there):
+# Preparing .whl/ (once; .whl/ is in .gitignore) for a GPU machine that has torch/torchvision,
+# numpy, opencv, scipy, scikit-image, matplotlib, pyyaml, tqdm, tabulate, portalocker,
+# cloudpickle, Pillow and pytest but not detectron2 and these (Python 3.12 there):
 #
 #   mkdir -p .whl
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
@@ -30,13 +32,11 @@
 #       'setup(name="detectron2", version="0.6", packages=find_packages(include=["detectron2*"]),' \
 #       '      package_data={"detectron2": ["model_zoo/configs/**/*"]})' > /tmp/d2w/setup.py
 #   .venv/bin/python -m pip wheel --no-deps -w .whl /tmp/d2w
-#
-#   # the official WIDER FACE val ground truth (4 .mat files) for the evaluator timing: ../shared
-#   # does not travel, so it goes along inside .whl/
+#   # the official WIDER FACE val ground truth (4 .mat files), if the GPU machine lacks it:
 #   cp -r ../shared/widerface/ground_truth .whl/
 #
-# (about 4 MB in all). Run it with the device tool: command "bash tools/gpu_check.sh", carry
-# [".whl"], timeout_s 560. Smoke test here on CPU (tiny sizes, a few minutes):
+# (about 4 MB in all). Smoke test of the same code paths on CPU (tiny sizes, a few minutes; the
+# AMP test skips without CUDA):
 #   GPU_CHECK_SMOKE=1 bash tools/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -67,21 +67,34 @@ for d in .whl/ground_truth datasets/wider_face/eval_tools/ground_truth \
     ../shared/widerface/ground_truth; do
     if [ -f "$d/wider_face_val.mat" ]; then GT="$d"; break; fi
 done
-WHAT="train,infer,flops,mapper,amp"
-if [ -n "$GT" ]; then WHAT="$WHAT,eval"; else echo "no WIDER val ground truth: eval skipped"; fi
+WHAT="train,infer,flops"
+[ -n "$GT" ] || echo "no WIDER val ground truth: the evaluator timing is skipped"
 
 if [ -n "${GPU_CHECK_SMOKE:-}" ]; then
     # The same code paths on CPU, tiny: R18 config, 128 px, a few steps.
     ARGS=(--config-file configs/ainnoface_R18_cpu.yaml --device cpu --batch 1 --size 128
-          --infer-batch 2 --train-iters 1 --infer-iters 1 --mapper-iters 5 --mapper-images 2
-          --eval-reps 1 --amp-iters 4 --amp-batch 2 --amp-images 8 --amp-val-images 3 --amp-workers 0
-          --amp-opts INPUT.MIN_SIZE_TEST 256 INPUT.MAX_SIZE_TEST 320)
+          --infer-batch 2 --train-iters 1 --infer-iters 1)
+    MAPPER_ARGS=(--iters 5 --num-images 2 --warmup 1)
+    EVAL_ARGS=(--reps 1)
 else
     ARGS=(--config-file configs/ainnoface_R152.yaml --device cuda --amp both --batch 8 --size 1024
-          --infer-batch 8 --amp-iters 300 --amp-batch 8 --amp-workers 8)
+          --infer-batch 8)
+    MAPPER_ARGS=(--iters 150)
+    EVAL_ARGS=(--reps 3)
 fi
-[ -n "$GT" ] && ARGS+=(--wider-gt "$GT")
 
-"$PY" tools/benchmark.py "${ARGS[@]}" --what "$WHAT" --json "$OUT/benchmark.json" \
+status=0
+"$PY" tools/benchmark.py "${ARGS[@]}" --task "$WHAT" --json "$OUT/benchmark.json" \
     2>&1 | tee "$OUT/benchmark.log" | grep -v -E "^\s*warnings.warn|Warning:"
-exit "${PIPESTATUS[0]}"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+"$PY" tools/benchmark_mapper.py "${MAPPER_ARGS[@]}" 2>&1 | tee "$OUT/benchmark_mapper.log" \
+    | grep -v -E "^\s*warnings.warn|Warning:|Augmentations used"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+if [ -n "$GT" ]; then
+    "$PY" tools/benchmark_evaluator.py --gt "$GT" "${EVAL_ARGS[@]}" 2>&1 \
+        | tee "$OUT/benchmark_evaluator.log" | grep -v -E "^\s*warnings.warn|Warning:"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+fi
+"$PY" -m pytest -q -rs tests/test_amp.py 2>&1 | tee "$OUT/test_amp.log" | tail -5
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+exit "$status"
