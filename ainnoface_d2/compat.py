@@ -14,21 +14,23 @@ things on a current stack. Each shim below is applied only where its feature is 
 * ``pkg_resources``. setuptools 81 removed it; ``detectron2.model_zoo`` imports it at module level
   and uses only ``resource_filename``. A minimal module based on :mod:`importlib.resources`
   provides that one function.
-* Multi-process training of a CPU model. ``detectron2.engine.defaults.create_ddp_model`` (v0.6 and
-  main) always passes ``device_ids=[local_rank]``, which ``DistributedDataParallel`` rejects for a
-  module on the CPU. The wrapper passes ``device_ids=None`` for CPU models only (gloo training);
-  GPU models get exactly the original call.
 
 :func:`apply` must run before ``detectron2.layers`` and ``detectron2.data`` are imported; ``import
 ainnoface_d2`` calls it first thing, so import ``ainnoface_d2`` before other detectron2 modules.
 :data:`APPLIED` lists the shims that were needed.
+
+Training alone needs one more, which :mod:`ainnoface_d2.engine` applies when it is imported
+(:func:`allow_cpu_ddp`): ``detectron2.engine.defaults.create_ddp_model`` (v0.6 and main) always
+passes ``device_ids=[local_rank]``, which ``DistributedDataParallel`` rejects for a module on the
+CPU. The wrapper passes ``device_ids=None`` for CPU models only (gloo training); GPU models get
+exactly the original call.
 """
 
 import importlib.util
 import sys
 import types
 
-__all__ = ["apply", "APPLIED", "MissingCompiledOpError"]
+__all__ = ["apply", "allow_cpu_ddp", "APPLIED", "MissingCompiledOpError"]
 
 APPLIED = []
 
@@ -107,10 +109,10 @@ def apply():
         sys.modules["pkg_resources"] = _make_pkg_resources()
         APPLIED.append("pkg_resources.resource_filename")
 
-    _allow_cpu_ddp()
 
-
-def _allow_cpu_ddp():
+def allow_cpu_ddp():
+    """Let Detectron2's ``create_ddp_model`` wrap a CPU model (multi-process gloo training);
+    idempotent."""
     from detectron2.engine import defaults
 
     original = defaults.create_ddp_model

@@ -42,6 +42,7 @@ from detectron2.evaluation import (
 )
 from detectron2.utils.logger import setup_logger
 
+from . import compat
 from .config import get_ainnoface_cfg
 from .data import FaceDatasetMapper
 from .evaluation import WiderFaceEvaluator
@@ -58,6 +59,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# DefaultTrainer wraps the model with create_ddp_model, which needs this for CPU models.
+compat.allow_cpu_ddp()
 
 SIZE_PROTOCOLS = ("original", "vga", "multiscale")
 # VGA: the image fits 640x480 in its own orientation.

@@ -62,8 +62,21 @@ def test_shims_leave_present_features_alone():
         print(compat.APPLIED)
         """
     )
-    # only the CPU-DDP wrapper, which no detectron2 version makes unnecessary
-    assert out == "['create_ddp_model accepts CPU models']"
+    # The CPU-DDP wrapper, which no detectron2 version makes unnecessary, is training's own.
+    assert out == "[]"
+
+
+def test_cpu_ddp_wrapper_comes_with_the_trainer_only():
+    out = run_python(
+        """
+        import ainnoface_d2
+        from detectron2.engine import defaults
+        before = getattr(defaults.create_ddp_model, "_handles_cpu", False)
+        import ainnoface_d2.engine
+        print(before, defaults.create_ddp_model._handles_cpu)
+        """
+    )
+    assert out == "False True"
 
 
 def test_apply_is_idempotent():

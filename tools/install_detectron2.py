@@ -37,6 +37,8 @@ import urllib.request
 SDIST_NAME = "pb1-detectron2"
 SDIST_FILE = "pb1-detectron2-0.6.tar.gz"
 SDIST_SHA256 = "5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29"
+# pip's own default index (PyPI's "simple" API), used when pip is not configured otherwise.
+DEFAULT_INDEX_URL = "https://pypi.org/simple"
 
 
 def pip(*args):
@@ -46,7 +48,7 @@ def pip(*args):
 
 
 def index_url():
-    """The index pip uses: PIP_INDEX_URL, else pip's config, else pip's built-in default."""
+    """The index pip uses: PIP_INDEX_URL, else pip's config, else PyPI (pip's default)."""
     url = os.environ.get("PIP_INDEX_URL")
     if not url:
         res = subprocess.run(
@@ -55,11 +57,7 @@ def index_url():
             text=True,
         )
         url = res.stdout.strip() if res.returncode == 0 else ""
-    if not url:
-        from pip._internal.models.index import PyPI
-
-        url = PyPI.simple_url
-    return url.rstrip("/")
+    return (url or DEFAULT_INDEX_URL).rstrip("/")
 
 
 def download_sdist(dest):

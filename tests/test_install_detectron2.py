@@ -1,0 +1,35 @@
+"""tools/install_detectron2.py: which package index it reads, without pip's private modules."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "install_detectron2.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("install_detectron2", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_index_url_from_env_then_pip_config_then_pypi(monkeypatch):
+    tool = _load()
+    monkeypatch.setenv("PIP_INDEX_URL", "https://mirror.example/simple/")
+    assert tool.index_url() == "https://mirror.example/simple"
+
+    monkeypatch.delenv("PIP_INDEX_URL")
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd)
+        out = "https://corp.example/pypi/simple\n" if len(calls) == 1 else ""
+        return subprocess.CompletedProcess(cmd, 0 if out else 1, stdout=out, stderr="")
+
+    monkeypatch.setattr(tool.subprocess, "run", fake_run)
+    assert tool.index_url() == "https://corp.example/pypi/simple"
+    assert calls[0][1:] == ["-m", "pip", "config", "get", "global.index-url"]
+    assert tool.index_url() == "https://pypi.org/simple"  # pip's default when nothing is set
+    assert calls[0][0] == sys.executable
