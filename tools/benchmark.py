@@ -213,15 +213,27 @@ class _DenseNet(torch.nn.Module):
         return self.head([features[f] for f in self.in_features])
 
 
+def _batched_matmul_flops(inputs, outputs):
+    """fvcore handle for ``baddbmm(input, batch1, batch2)``: the multiply-adds of the product."""
+    from fvcore.nn.jit_handles import get_shape
+
+    b, n, k = get_shape(inputs[1])
+    return b * n * k * get_shape(inputs[2])[-1]
+
+
 def count_flops(model, w, h):
-    """fvcore's count (GFLOPs, one multiply-add = one flop) of backbone + head on a ``w`` x ``h``
-    image after the model's own padding."""
+    """fvcore's count (GFLOPs, one multiply-add = one flop; element-wise ops are not counted) of
+    backbone + head on a ``w`` x ``h`` image after the model's own padding.
+
+    Traced with autograd on: the model then takes the convolutions every device runs (its CPU
+    inference paths call NNPACK, which fvcore cannot count)."""
     from fvcore.nn import FlopCountAnalysis
 
     images = model.preprocess_image(random_batch(1, h, w, with_gt=False)).tensor
     model.eval()
-    with torch.no_grad():
+    with torch.enable_grad():
         flops = FlopCountAnalysis(_DenseNet(model), images)
+        flops.set_op_handle("aten::baddbmm", _batched_matmul_flops)
         flops.unsupported_ops_warnings(False)
         flops.uncalled_modules_warnings(False)
         by_module = flops.by_module()
