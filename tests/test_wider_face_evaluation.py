@@ -644,3 +644,28 @@ def test_cli_errors_are_one_line_with_exit_status_2(tmp_path, capsys):
     assert _cli_error(tmp_path, capsys, tmp_path / "missing", tmp_path / "gt").endswith(
         f"prediction directory not found: {tmp_path / 'missing'}"
     )
+
+
+def test_cli_labels_every_ap_with_both_protocols(tmp_path, capsys):
+    import importlib.util
+    import json
+
+    gt, preds = _hand_case()
+    gt.pop(("ev", "D"))
+    _write_mat_gt(tmp_path / "gt", gt)
+    write_submission_dir(tmp_path / "pred", preds)
+    spec = importlib.util.spec_from_file_location(
+        "evaluate_wider_face", Path(__file__).resolve().parents[1] / "tools/evaluate_wider_face.py"
+    )
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    argv = ["--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--size-protocol"]
+    cli.main(argv + ["vga", "--protocol", "python", "--json", str(tmp_path / "m.json")])
+    lines = [line for line in capsys.readouterr().out.splitlines() if "Val AP" in line]
+    assert len(lines) == 3
+    assert all(line.endswith("(test size: vga, scoring: python)") for line in lines), lines
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["size_protocol"] == "vga" and metrics["scoring_protocol"] == "python"
+    assert metrics["hard"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="size_protocol must be one of"):
+        WiderFaceEvaluator("any", size_protocol="640x480")

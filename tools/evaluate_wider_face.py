@@ -21,10 +21,10 @@ import sys
 import time
 
 import ainnoface_d2  # noqa: F401  (detectron2 compatibility shims first)
-from ainnoface_d2.engine import SIZE_PROTOCOLS
 from ainnoface_d2.evaluation import (
     PROTOCOLS,
     SETTINGS,
+    SIZE_PROTOCOLS,
     evaluate,
     load_eval_ground_truth,
     plot_pr_curves,

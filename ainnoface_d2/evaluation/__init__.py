@@ -3,7 +3,7 @@ Detectron2 evaluator (:mod:`.wider_face_evaluation`). The ground truth is read b
 :func:`ainnoface_d2.data.wider_face_format.load_eval_ground_truth`, re-exported here."""
 
 from ..data.wider_face_format import SETTINGS, WiderImageGT, load_eval_ground_truth
-from .wider_face_evaluation import WiderFaceEvaluator, gt_from_dataset_dicts
+from .wider_face_evaluation import SIZE_PROTOCOLS, WiderFaceEvaluator, gt_from_dataset_dicts
 from .wider_face_protocol import (
     PROTOCOLS,
     evaluate,
@@ -17,6 +17,7 @@ from .wider_face_protocol import (
 __all__ = [
     "PROTOCOLS",
     "SETTINGS",
+    "SIZE_PROTOCOLS",
     "WiderFaceEvaluator",
     "WiderImageGT",
     "evaluate",

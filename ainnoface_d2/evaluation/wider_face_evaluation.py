@@ -26,7 +26,10 @@ from .wider_face_protocol import PROTOCOLS, evaluate, plot_pr_curves, write_subm
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["WiderFaceEvaluator", "gt_from_dataset_dicts"]
+__all__ = ["SIZE_PROTOCOLS", "WiderFaceEvaluator", "gt_from_dataset_dicts"]
+
+# The test-size protocols an AP can be labelled with (run by ainnoface_d2.engine).
+SIZE_PROTOCOLS = ("original", "vga", "multiscale")
 
 
 def gt_from_dataset_dicts(dataset_dicts, dataset_name="<dataset>", settings=SETTINGS):
@@ -104,6 +107,10 @@ class WiderFaceEvaluator(DatasetEvaluator):
         """
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        if size_protocol not in SIZE_PROTOCOLS:
+            raise ValueError(
+                f"size_protocol must be one of {SIZE_PROTOCOLS}, got {size_protocol!r}"
+            )
         self._dataset_name = dataset_name
         self._output_dir = output_dir
         self._distributed = distributed
