@@ -130,6 +130,7 @@ def _add_test_config(cfg):
     cfg.TEST.WIDER_FACE.WRITE_SUBMISSION = True
     # Save the easy/medium/hard precision-recall curves as a PNG.
     cfg.TEST.WIDER_FACE.PLOT_PR_CURVES = True
+    # The scoring protocol (not the test-size protocols of TEST.FACE.SIZE_PROTOCOLS):
     # "matlab": the official eval_tools' exact arithmetic (int32 overlaps: a prediction takes the
     # first face it overlaps >= 0.5); "python": the popular Python port (float overlaps, best face).
     cfg.TEST.WIDER_FACE.PROTOCOL = "matlab"
