@@ -503,6 +503,13 @@ def test_test_split_has_images_only(tmp_path):
         {"id": 2, "file_name": "1--Handshaking/c.jpg", "width": 100, "height": 100},
     ]
     assert coco["annotations"] == []
+    # The stats of a file list say nothing about boxes.
+    assert stats.as_dict() == {
+        "split": "test",
+        "images": 2,
+        "images_written": 2,
+        "missing_images": 0,
+    }
 
 
 # ------------------------------------------------------------------------------------------------

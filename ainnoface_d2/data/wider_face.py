@@ -99,18 +99,20 @@ class ConversionStats:
     json_file: str | None = None
 
     def as_dict(self):
-        """The stats as a JSON-ready dict, without the fields that do not apply to the split."""
+        """The stats as a JSON-ready dict, without the fields that do not apply to the split (the
+        box counts for test, the official settings' counts for train)."""
         out = {k: v for k, v in asdict(self).items() if v is not None}
         if self.split == "test":
-            out = {k: out[k] for k in out if k in _TEST_FIELDS}
-        elif self.split == "train":
+            return {k: v for k, v in out.items() if k in _COMMON_FIELDS}
+        if self.split == "train":
             out.pop("eval_kept")
             out.pop("eval_images_with_kept")
         return out
 
 
-_TEST_FIELDS = ("split", "images", "images_written", "missing_images", "problems", "seconds")
-_TEST_FIELDS += ("json_file",)
+# The fields of every split's stats (the test split has images only).
+_COMMON_FIELDS = ("split", "images", "images_written", "missing_images")
+_COMMON_FIELDS += ("problems", "seconds", "json_file")
 
 
 def read_image_size(path):
