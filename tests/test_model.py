@@ -300,12 +300,15 @@ def test_label_anchors_two_steps_and_refined_anchors():
 
 
 def _fake_predictions(model, image_size, stc_logit, face_logit):
-    """Head outputs with constant logits and zero deltas for one image."""
+    """Head outputs with constant logits and zero deltas for one image. Background logits are
+    -200 (probability exactly 0 in float32), so that no level yields candidates, including the
+    small maps that SRN's inference does not threshold (see test_small_maps_are_not_thresholded).
+    """
     n_levels = model.num_levels
     shapes = [(image_size[0] // 2 ** (i + 2), image_size[1] // 2 ** (i + 2)) for i in range(6)]
     feats = [torch.zeros(1, 1, h, w) for h, w in shapes] * 2
     step1_logits = [torch.full((1, 2, *shapes[i]), stc_logit) for i in model.stc_levels]
-    step2_logits = [torch.full((1, 2, *s), -20.0) for s in shapes]
+    step2_logits = [torch.full((1, 2, *s), -200.0) for s in shapes]
     step1_deltas = [torch.zeros(1, 8, *shapes[i]) for i in model.str_levels]
     step2_deltas = [torch.zeros(1, 8, *s) for s in shapes]
     step2_logits[0][0, 0, 1, 1] = face_logit  # first anchor at P2 cell (1, 1)
@@ -333,7 +336,7 @@ def test_stc_filters_candidates_at_inference():
 def test_str_decodes_from_refined_anchors():
     model = build_model(tiny_cfg()).eval()
     images = ImageList(torch.zeros(1, 3, 256, 256), [(256, 256)])
-    feats, (s1l, s2l, s1d, s2d) = _fake_predictions(model, (256, 256), 0.0, -20.0)
+    feats, (s1l, s2l, s1d, s2d) = _fake_predictions(model, (256, 256), 0.0, -200.0)
     # P5 (level 3, stride 32), first anchor of cell (0, 0): 64x64 area; step 1 shifts it right by
     # 0.5 widths, step 2 shifts the refined anchor down by 0.25 heights and doubles its width.
     s2l[3][0, 0, 0, 0] = 5.0
