@@ -158,12 +158,14 @@ class FaceDetector:
                 path = export_onnx(self.model, os.path.join(tmp, "model.onnx"))
             else:
                 runtimes._check_file(path)
-            if self.precision == "int8":
-                batches = [self._to_batch([im])[0] for im in self._calibration_images(calibration)]
+            if self.precision == "int8" and not runtimes.is_quantized(path):
+                batches = [self.to_batch([im])[0] for im in self.calibration_images(calibration)]
                 path = runtimes.quantize_onnx(path, os.path.join(tmp, "model_int8.onnx"), batches)
             return runner_class(path, self.precision, device)
 
-    def _calibration_images(self, calibration, count=16):
+    def calibration_images(self, calibration=None, count=16):
+        """int8 calibration images (BGR arrays): ``calibration`` itself when it is a list, else
+        the first ``count`` images of the dataset it names (default: ``DATASETS.TRAIN[0]``)."""
         if calibration is None or isinstance(calibration, str):
             from detectron2.data import DatasetCatalog
 
@@ -234,8 +236,9 @@ class FaceDetector:
             return torch.autocast(kind, dtype=dtype)
         return contextlib.nullcontext()
 
-    def _to_batch(self, images, format="BGR"):
-        """Images as one padded float32 batch for the graph, and their model inputs."""
+    def to_batch(self, images, format="BGR"):
+        """Images as one padded float32 batch for the exported graph (resized as at inference,
+        in the model's channel order), and their model inputs."""
         inputs = [self._to_model_input(image, format) for image in images]
         batch, _ = runtimes.pad_batch(
             [x["image"].numpy() for x in inputs], self.cfg.MODEL.PIXEL_MEAN
@@ -244,7 +247,7 @@ class FaceDetector:
 
     def _run_graph(self, images, format):
         """Instances in original-image pixels from the exported graph."""
-        batch, inputs = self._to_batch(images, format)
+        batch, inputs = self.to_batch(images, format)
         num, boxes, scores, classes = self.runner(batch)[:4]
         outputs = []
         for i, x in enumerate(inputs):

@@ -50,7 +50,8 @@ class AInnoFaceGraph(nn.Module):
         super().__init__()
         if not hasattr(model, "detect"):
             raise TypeError(f"expected an AInnoFace model, got {type(model).__name__}")
-        self.model = model.eval()
+        self.model = model
+        self.eval()  # exporters restore the wrapper's mode, and with it the model's
 
     def forward(self, images):
         m = self.model

@@ -29,6 +29,7 @@ __all__ = [
     "OnnxRuntimeRunner",
     "OpenVINORunner",
     "cpu_bf16_supported",
+    "is_quantized",
     "pad_batch",
     "quantize_onnx",
     "resolve_precision",
@@ -177,6 +178,13 @@ class OpenVINORunner:
             batch = np.clip(np.rint(batch), 0, 255).astype(np.uint8)
         result = self.request.infer({0: np.ascontiguousarray(batch)})
         return [np.asarray(result[out]) for out in self.compiled.outputs]
+
+
+def is_quantized(path):
+    """Whether an ONNX file already holds a quantized (QDQ) graph."""
+    onnx = _require("onnx")
+    graph = onnx.load(path, load_external_data=False).graph
+    return any(node.op_type == "QuantizeLinear" for node in graph.node)
 
 
 class _Calibration:
