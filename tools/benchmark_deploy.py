@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""CPU deployment benchmark: every backend x precision of AInnoFace, in one process, one table.
+"""Deployment benchmark: every backend x precision of AInnoFace, in one process, one table.
 
 For each config (default: the R50 config and the small R18 config), one route per row:
 PyTorch fp32 and bf16 (autocast + channels-last), ONNX Runtime fp32 and int8, OpenVINO fp32,
@@ -8,7 +8,12 @@ RetinaNet fp32 with the same ResNet (P2-P7, 3 anchors per location, one class) b
 route goes through the same measuring loop and runs end to end: normalisation, backbone, heads,
 decoding and NMS (the exported graph; the Detectron2 model's ``forward`` for PyTorch). Printed:
 median latency at batch 1 (``--size``, default 640x480), throughput at batch ``--batch`` (8),
-the ratios to PyTorch fp32 and to stock RetinaNet fp32, and fvcore's GMAC of backbone + heads.
+the ratios to PyTorch fp32 and to stock RetinaNet fp32, fvcore's GMAC of backbone + heads, and
+the agreement with PyTorch fp32 (fraction of its detections with score >= ``--parity-score``
+that the route finds at IoU >= 0.9, on the batch-1 input). ``--device cuda`` measures the GPU
+routes instead: PyTorch fp32 and fp16 (autocast), ONNX Runtime fp32 (CUDA execution provider)
+and fp16 (TensorRT execution provider with ``trt_fp16_enable``; needs ``onnxruntime-gpu`` built
+with TensorRT, else skipped with the reason).
 
 Weights are random unless ``--weights`` (one per config) are given; the int8 routes are then
 calibrated on random images (``--calibration DATASET`` calibrates on that dataset's images).
@@ -54,6 +59,8 @@ ROUTES = [
     ("openvino", "int8"),
 ]
 
+GPU_ROUTES = ["torch:fp32", "torch:fp16", "onnxruntime:fp32", "onnxruntime:fp16"]
+
 
 def stock_retinanet(face_cfg):
     """Detectron2's RetinaNet with the AInnoFace config's ResNet, P2-P7, one class."""
@@ -97,30 +104,71 @@ def gmac(model, h, w):
         return flops.total() / 1e9
 
 
-def torch_route(model, precision):
-    """``batch (N, 3, H, W) float32 -> outputs`` through the Detectron2 model's forward."""
+def torch_route(model, precision, device="cpu"):
+    """``batch (N, 3, H, W) float32 -> [(boxes, scores)]`` through the Detectron2 model's
+    forward (bf16: CPU autocast + channels-last; fp16: CUDA autocast)."""
     autocast = contextlib.nullcontext
-    if precision == "bf16":
-        model = copy.deepcopy(model).to(memory_format=torch.channels_last)
-        autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
+    kind = device.split(":")[0]
+    if precision in ("bf16", "fp16"):
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        if kind == "cpu":
+            model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        autocast = lambda: torch.autocast(kind, dtype=dtype)  # noqa: E731
 
     def run(batch):
         with torch.no_grad(), autocast():
-            return model([{"image": torch.from_numpy(x)} for x in batch])
+            out = model([{"image": torch.from_numpy(x).to(device)} for x in batch])
+        if kind == "cuda":
+            torch.cuda.synchronize()
+        return [(o["instances"].pred_boxes.tensor, o["instances"].scores) for o in out]
 
     return run
 
 
-def build_routes(detector, routes, tmp, calibration):
+def graph_route(runner):
+    """``batch -> [(boxes, scores)]`` through an exported-graph runtime."""
+
+    def run(batch):
+        num, boxes, scores = runner(batch)[:3]
+        return [
+            (torch.as_tensor(boxes[i, :n]).float(), torch.as_tensor(scores[i, :n]).float())
+            for i, n in enumerate(np.asarray(num).tolist())
+        ]
+
+    return run
+
+
+def agreement(ref, got, min_score, min_iou=0.9):
+    """Fraction of the reference detections (score >= min_score) that ``got`` has at IoU >=
+    ``min_iou`` (NaN when there are none)."""
+    from torchvision.ops import box_iou
+
+    found, total = 0, 0
+    for (rb, rs), (gb, _) in zip(ref, got):
+        rb = rb[rs.float() >= min_score].float().cpu()
+        total += len(rb)
+        if len(rb) and len(gb):
+            found += int((box_iou(rb, gb.float().cpu()).max(dim=1).values >= min_iou).sum())
+    return found / total if total else float("nan")
+
+
+def build_routes(detector, routes, tmp, calibration, device):
     """Each available route as a callable on a float32 batch, or the reason it is skipped."""
-    onnx = export_onnx(detector.model, os.path.join(tmp, "model.onnx"))
+    try:
+        onnx = export_onnx(detector.model, os.path.join(tmp, "model.onnx"))
+    except Exception as e:  # e.g. no onnx exporter dependencies: the graph routes are skipped
+        onnx = f"ONNX export failed: {e}"
     int8 = None
     built = {}
     for backend, precision in routes:
         try:
+            if backend != "torch" and not os.path.isfile(onnx):
+                raise RuntimeError(onnx)
             if backend == "torch":
-                built[(backend, precision)] = torch_route(detector.model, precision)
+                runtimes.resolve_precision(backend, precision, device)
+                built[(backend, precision)] = torch_route(detector.model, precision, device)
                 continue
+            runtimes.resolve_precision(backend, precision, device)
             path = onnx
             if precision == "int8":
                 int8 = int8 or runtimes.quantize_onnx(
@@ -128,7 +176,7 @@ def build_routes(detector, routes, tmp, calibration):
                 )
                 path = int8
             cls = {"onnxruntime": runtimes.OnnxRuntimeRunner, "openvino": runtimes.OpenVINORunner}
-            built[(backend, precision)] = cls[backend](path, precision)
+            built[(backend, precision)] = graph_route(cls[backend](path, precision, device))
         except (ImportError, ValueError, RuntimeError) as e:
             built[(backend, precision)] = f"skipped: {e}"
     return built
@@ -171,8 +219,8 @@ def route_ap(detector_kwargs, backend, precision, dataset):
 def bench_config(config, weights, args):
     """All routes of one config: rows of the table."""
     w, h = args.size
-    opts = ["MODEL.DEVICE", "cpu", "INPUT.MIN_SIZE_TEST", "0"]
-    detector = FaceDetector(config, weights or "", device="cpu", opts=opts)
+    opts = ["INPUT.MIN_SIZE_TEST", "0"]
+    detector = FaceDetector(config, weights or "", device=args.device, opts=opts)
     rng = np.random.RandomState(0)
     one = (rng.rand(1, 3, h, w) * 255).astype(np.float32)
     many = (rng.rand(args.batch, 3, h, w) * 255).astype(np.float32)
@@ -183,9 +231,10 @@ def bench_config(config, weights, args):
     rows = []
     name = os.path.basename(config)
     with tempfile.TemporaryDirectory() as tmp:
-        routes = build_routes(detector, args.routes, tmp, calib)
-        stock = stock_retinanet(detector.cfg)
-        routes[("stock RetinaNet", "fp32")] = torch_route(stock, "fp32")
+        routes = build_routes(detector, args.routes, tmp, calib, args.device)
+        stock = stock_retinanet(detector.cfg).to(args.device)
+        routes[("stock RetinaNet", "fp32")] = torch_route(stock, "fp32", args.device)
+        reference = routes[("torch", "fp32")](one) if ("torch", "fp32") in routes else None
         for (backend, precision), run in routes.items():
             row = {"config": name, "backend": backend, "precision": precision}
             if isinstance(run, str):
@@ -193,12 +242,17 @@ def bench_config(config, weights, args):
                 continue
             row["latency_ms"] = 1000 * measure(run, one, args.reps)
             row["images_per_s"] = args.batch / measure(run, many, max(1, args.reps // 2))
+            if reference is not None and backend != "stock RetinaNet":
+                row["agreement"] = agreement(reference, run(one), args.parity_score)
             if args.ap_dataset and backend != "stock RetinaNet":
-                kwargs = {"config_file": config, "weights": weights, "device": "cpu"}
+                kwargs = {"config_file": config, "weights": weights, "device": args.device}
                 row["ap"] = route_ap(kwargs, backend, precision, args.ap_dataset)
             rows.append(row)
             print(f"  {name} {backend} {precision}: {row['latency_ms']:.0f} ms", file=sys.stderr)
-    gmacs = {"AInnoFace": gmac(detector.model, h, w), "stock RetinaNet": gmac(stock, h, w)}
+    gmacs = {
+        "AInnoFace": gmac(detector.model.cpu(), h, w),
+        "stock RetinaNet": gmac(stock.cpu(), h, w),
+    }
     for row in rows:
         row["gmac"] = gmacs[
             "stock RetinaNet" if row["backend"] == "stock RetinaNet" else "AInnoFace"
@@ -209,7 +263,8 @@ def bench_config(config, weights, args):
 def print_table(rows, args):
     w, h = args.size
     print(
-        f"\nCPU, {args.threads} threads, batch 1 @ {w}x{h} (latency) and batch {args.batch}"
+        f"\n{args.device}, {args.threads} CPU threads, batch 1 @ {w}x{h} (latency) and batch "
+        f"{args.batch}"
         f" (throughput); torch {torch.__version__}; bf16 natively: "
         f"{runtimes.cpu_bf16_supported()}"
     )
@@ -221,6 +276,7 @@ def print_table(rows, args):
         "x vs torch fp32",
         "x vs stock fp32",
         f"img/s @ bs{args.batch}",
+        "agree",
         "AP easy/med/hard",
     ]
     print("| " + " | ".join(head) + " |")
@@ -232,14 +288,16 @@ def print_table(rows, args):
         for r in group:
             route = f"{r['backend']} {r['precision']}"
             if "note" in r:
-                print(f"| {cfg_name} | {route} | | {r['note']} | | | | |")
+                print(f"| {cfg_name} | {route} | | {r['note']} | | | | | |")
                 continue
             ms = r["latency_ms"]
             ap = "/".join(f"{a:.1f}" for a in r["ap"]) if "ap" in r else ""
+            agree = f"{r['agreement']:.2f}" if "agreement" in r else ""
             print(
                 f"| {cfg_name} | {route} | {r['gmac']:.1f} | {ms:.0f} | "
                 f"{ref / ms if ref else float('nan'):.2f} | "
-                f"{stock / ms if stock else float('nan'):.2f} | {r['images_per_s']:.2f} | {ap} |"
+                f"{stock / ms if stock else float('nan'):.2f} | {r['images_per_s']:.2f} | "
+                f"{agree} | {ap} |"
             )
 
 
@@ -253,6 +311,13 @@ def get_parser():
     p.add_argument("--configs", nargs="+", default=CONFIGS)
     p.add_argument("--weights", nargs="*", default=[], help="one checkpoint per config")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (GPU routes: torch fp16, ORT)")
+    p.add_argument(
+        "--parity-score",
+        type=float,
+        default=0.05,
+        help="agreement column: detections of torch fp32 above this score",
+    )
     p.add_argument("--size", type=parse_size, default=(640, 480), help="WxH")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--reps", type=int, default=10)
@@ -271,6 +336,8 @@ def get_parser():
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
+    if args.device.startswith("cuda") and args.routes == get_parser().get_default("routes"):
+        args.routes = GPU_ROUTES
     args.routes = [tuple(r.split(":")) for r in args.routes]
     if args.quick:
         args.reps, args.batch = 3, 2
