@@ -147,6 +147,13 @@ class OnnxRuntimeRunner:
             providers = [("TensorrtExecutionProvider", trt), "CUDAExecutionProvider"] + providers
             available = ort.get_available_providers()
             providers = [p for p in providers if (p[0] if isinstance(p, tuple) else p) in available]
+            if precision != "fp32" and "TensorrtExecutionProvider" not in available:
+                logger.warning(
+                    "%s on the GPU needs ONNX Runtime's TensorRT execution provider, which this "
+                    "onnxruntime lacks (it has %s): running fp32",
+                    precision,
+                    ", ".join(available),
+                )
         self.session = ort.InferenceSession(path, options, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
         self.input_type = self.session.get_inputs()[0].type
