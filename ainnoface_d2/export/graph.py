@@ -106,7 +106,7 @@ def export_onnx(model, path, input_dtype="float32"):
         warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic
         torch.onnx.export(
             graph,
-            (_sample(input_dtype),),
+            (_sample(input_dtype).to(model.pixel_mean.device),),
             path,
             dynamo=False,
             opset_version=ONNX_OPSET,
@@ -123,7 +123,8 @@ def export_torchscript(model, path, input_dtype="float32"):
     graph = AInnoFaceGraph(model)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(graph, (_sample(input_dtype),), check_trace=False)
+        sample = _sample(input_dtype).to(model.pixel_mean.device)
+        traced = torch.jit.trace(graph, (sample,), check_trace=False)
     traced.save(path)
     return path
 
