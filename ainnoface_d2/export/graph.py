@@ -63,7 +63,9 @@ class AInnoFaceGraph(nn.Module):
         features = [features[f] for f in m.head_in_features]
         predictions = m.head(features)
         anchors = m.anchor_generator(features[m.num_levels :])
-        image_hw = torch.stack([torch.tensor(h), torch.tensor(w)]).expand(x.shape[0], 2)
+        image_hw = (
+            torch.stack([torch.tensor(h), torch.tensor(w)]).to(x.device).expand(x.shape[0], 2)
+        )
         return m.detect(predictions, anchors, image_hw)
 
 

@@ -102,7 +102,9 @@ def decode_detections(
     shifted = cand_boxes + (image_idx.to(cand_boxes.dtype) * spacing).unsqueeze(1)
     keep = nms(shifted, cand_scores.reshape(-1)[flat_idx], nms_thresh)
     kept_image = image_idx[keep]
-    one_hot = (kept_image.unsqueeze(1) == torch.arange(n).unsqueeze(0)).to(torch.int64)
+    one_hot = (
+        kept_image.unsqueeze(1) == torch.arange(n, device=kept_image.device).unsqueeze(0)
+    ).to(torch.int64)
     rank = (one_hot.cumsum(0) * one_hot).sum(1) - 1
     take = rank < max_detections
     slot = (kept_image * max_detections + rank)[take]
