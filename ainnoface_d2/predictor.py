@@ -111,6 +111,8 @@ class FaceDetector:
             raise ValueError(f"tta runs on the torch backend only, not {backend!r}")
 
         onnx_file = cfg.MODEL.WEIGHTS if cfg.MODEL.WEIGHTS.endswith(".onnx") else None
+        if onnx_file and backend == "torch":
+            raise ValueError(f"{onnx_file}: an exported graph runs on onnxruntime or openvino")
         self.model = (
             None if onnx_file and backend != "torch" else self._build_model(cfg, config_file)
         )
@@ -157,7 +159,7 @@ class FaceDetector:
             if path is None:
                 path = export_onnx(self.model, os.path.join(tmp, "model.onnx"))
             else:
-                runtimes._check_file(path)
+                runtimes.check_model_file(path)
             if self.precision == "int8" and not runtimes.is_quantized(path):
                 batches = [self.to_batch([im])[0] for im in self.calibration_images(calibration)]
                 path = runtimes.quantize_onnx(path, os.path.join(tmp, "model_int8.onnx"), batches)

@@ -28,6 +28,7 @@ __all__ = [
     "PRECISIONS",
     "OnnxRuntimeRunner",
     "OpenVINORunner",
+    "check_model_file",
     "cpu_bf16_supported",
     "is_quantized",
     "pad_batch",
@@ -127,7 +128,8 @@ def _check_input(batch):
         raise ValueError("expected at least one image, got an empty batch")
 
 
-def _check_file(path):
+def check_model_file(path):
+    """Fail with the path when a model file is missing."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"model file not found: {path}")
 
@@ -136,7 +138,7 @@ class OnnxRuntimeRunner:
     """The ONNX graph in an ONNX Runtime session (CPU, CUDA or TensorRT execution provider)."""
 
     def __init__(self, path, precision="fp32", device="cpu", num_threads=None):
-        _check_file(path)
+        check_model_file(path)
         ort = _require("onnxruntime")
         options = ort.SessionOptions()
         if num_threads:
@@ -169,7 +171,7 @@ class OpenVINORunner:
     """The ONNX graph compiled by OpenVINO for the CPU, in f32 or bf16 (int8: a QDQ graph)."""
 
     def __init__(self, path, precision="fp32", device="cpu", num_threads=None):
-        _check_file(path)
+        check_model_file(path)
         ov = _require("openvino")
         config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
         if num_threads:
@@ -214,7 +216,7 @@ def quantize_onnx(fp32_path, int8_path, calibration_batches):
         calibration_batches: ``(1, 3, H, W)`` float32 arrays (training images, preprocessed as
             at inference); min/max of every convolution's input are taken over them.
     """
-    _check_file(fp32_path)
+    check_model_file(fp32_path)
     _require("onnxruntime")
     from onnxruntime import quantization as q
 
