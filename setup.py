@@ -4,6 +4,8 @@ it is not on PyPI, and users who built it from source keep their own build."""
 
 from setuptools import find_packages, setup
 
+DEPLOY = ["onnx>=1.16", "onnxruntime>=1.18", "openvino>=2024.4"]
+
 setup(
     name="ainnoface_d2",
     version="0.1.0",
@@ -25,5 +27,9 @@ setup(
         "tqdm",
         "tabulate",
     ],
-    extras_require={"test": ["pytest>=7", "ruff==0.17.6"]},
+    extras_require={
+        # Runtimes of the exported graph (ainnoface_d2/export): pip install -e '.[deploy]'.
+        "deploy": DEPLOY,
+        "test": ["pytest>=7", "ruff==0.17.6"] + DEPLOY,
+    },
 )

@@ -5,6 +5,13 @@ A small Python API in the spirit of Detectron2's ``DefaultPredictor``
 turns an ``HxWx3`` array into ``{"boxes", "scores"}``, optionally with SRN's multi-scale + flip
 test-time augmentation (:class:`ainnoface_d2.modeling.tta.AInnoFaceWithTTA`) and in batches.
 
+``backend`` and ``precision`` choose the runtime (see :mod:`ainnoface_d2.export.runtimes`):
+``"torch"`` runs the Detectron2 model (fp32; bf16 with CPU autocast and channels-last memory;
+fp16 with CUDA autocast); ``"onnxruntime"`` and ``"openvino"`` run the exported graph
+(:mod:`ainnoface_d2.export.graph`), exported from the checkpoint at construction or read from an
+``.onnx`` file given as ``weights``; ``"int8"`` quantizes that graph on ``calibration`` images.
+Batches of images of different sizes are padded as Detectron2's ``ImageList`` pads them.
+
 Example::
 
     import cv2
@@ -21,17 +28,24 @@ image reaches the model unchanged. Any positive ``MIN_SIZE_TEST`` resizes as in
 ``DefaultPredictor``, and the boxes still come back in the original image's pixels.
 """
 
+import contextlib
 import logging
+import os
+import tempfile
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import transforms as T
+from detectron2.data.detection_utils import read_image
 from detectron2.modeling import build_model
-from detectron2.structures import Instances
+from detectron2.modeling.postprocessing import detector_postprocess
+from detectron2.structures import Boxes, Instances
 
 from .config import get_ainnoface_cfg
+from .export import runtimes
+from .export.graph import export_onnx
 from .modeling.tta import AInnoFaceWithTTA
 
 __all__ = ["FaceDetector"]
@@ -50,10 +64,19 @@ class FaceDetector:
             ``opts``), falling back to cpu when that is cuda and no GPU is available.
         confidence_threshold: detections scoring below this are dropped.
         opts: extra ``KEY VALUE`` config overrides, as on Detectron2 command lines.
-        tta: wrap the model in SRN's multi-scale + flip testing (``TEST.AUG.FACE.*``).
+        tta: wrap the model in SRN's multi-scale + flip testing (``TEST.AUG.FACE.*``; torch
+            backend only).
+        backend: "torch", "onnxruntime" or "openvino" (the last two: ``pip install
+            -e '.[deploy]'``).
+        precision: "fp32", "bf16", "int8", "fp16" (GPU) or "auto" (see
+            :func:`ainnoface_d2.export.runtimes.resolve_precision`).
+        calibration: int8 only: ``HxWx3`` BGR images to calibrate on, or a registered dataset
+            name (its first 16 images); None: the config's first ``DATASETS.TRAIN`` set.
 
     Attributes:
-        cfg: the frozen config; ``model``: the model in eval mode (wrapped when ``tta``).
+        cfg: the frozen config; ``model``: the model in eval mode (wrapped when ``tta``; None
+            when the backend runs a given ``.onnx`` file); ``runner``: the exported graph's
+            runtime (None for the torch backend); ``precision``: the resolved precision.
     """
 
     def __init__(
@@ -64,6 +87,9 @@ class FaceDetector:
         confidence_threshold: float = 0.5,
         opts: Sequence[str] | None = None,
         tta: bool = False,
+        backend: str = "torch",
+        precision: str = "fp32",
+        calibration=None,
     ):
         cfg = get_ainnoface_cfg(config_file, list(opts or []))
         if weights is not None:
@@ -79,18 +105,19 @@ class FaceDetector:
         cfg.freeze()
         self.cfg = cfg
         self.confidence_threshold = float(confidence_threshold)
+        self.backend = backend
+        self.precision = runtimes.resolve_precision(backend, precision, device)
+        if tta and backend != "torch":
+            raise ValueError(f"tta runs on the torch backend only, not {backend!r}")
 
-        model = build_model(cfg)
-        if cfg.MODEL.WEIGHTS:
-            DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-        else:
-            logger.warning(
-                "No weights given (MODEL.WEIGHTS is empty): %s detects with random weights.",
-                config_file,
-            )
-        model.eval()
-        self.model = AInnoFaceWithTTA(cfg, model) if tta else model
-
+        onnx_file = cfg.MODEL.WEIGHTS if cfg.MODEL.WEIGHTS.endswith(".onnx") else None
+        if onnx_file and backend == "torch":
+            raise ValueError(f"{onnx_file}: an exported graph runs on onnxruntime or openvino")
+        self.model = (
+            None if onnx_file and backend != "torch" else self._build_model(cfg, config_file)
+        )
+        if tta:
+            self.model = AInnoFaceWithTTA(cfg, self.model)
         self.input_format = cfg.INPUT.FORMAT
         if self.input_format not in ("RGB", "BGR"):
             raise ValueError(
@@ -102,6 +129,57 @@ class FaceDetector:
             self.aug = T.ResizeShortestEdge(
                 [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
             )
+        self.runner = None
+        if backend != "torch":
+            self.runner = self._build_runner(onnx_file, calibration)
+        elif self.precision != "fp32" and device == "cpu":
+            self.model.to(memory_format=torch.channels_last)
+
+    @staticmethod
+    def _build_model(cfg, config_file):
+        model = build_model(cfg)
+        if cfg.MODEL.WEIGHTS:
+            DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        else:
+            logger.warning(
+                "No weights given (MODEL.WEIGHTS is empty): %s detects with random weights.",
+                config_file,
+            )
+        return model.eval()
+
+    def _build_runner(self, onnx_file, calibration):
+        """The exported graph (given, or exported now) in the chosen runtime and precision."""
+        runner_class = {
+            "onnxruntime": runtimes.OnnxRuntimeRunner,
+            "openvino": runtimes.OpenVINORunner,
+        }[self.backend]
+        device = self.cfg.MODEL.DEVICE
+        with tempfile.TemporaryDirectory(prefix="ainnoface_export_") as tmp:
+            path = onnx_file
+            if path is None:
+                path = export_onnx(self.model, os.path.join(tmp, "model.onnx"))
+            else:
+                runtimes.check_model_file(path)
+            if self.precision == "int8" and not runtimes.is_quantized(path):
+                batches = [self.to_batch([im])[0] for im in self.calibration_images(calibration)]
+                path = runtimes.quantize_onnx(path, os.path.join(tmp, "model_int8.onnx"), batches)
+            return runner_class(path, self.precision, device)
+
+    def calibration_images(self, calibration=None, count=16):
+        """int8 calibration images (BGR arrays): ``calibration`` itself when it is a list, else
+        the first ``count`` images of the dataset it names (default: ``DATASETS.TRAIN[0]``)."""
+        if calibration is None or isinstance(calibration, str):
+            from detectron2.data import DatasetCatalog
+
+            name = calibration or (self.cfg.DATASETS.TRAIN[0] if self.cfg.DATASETS.TRAIN else "")
+            if name not in DatasetCatalog:
+                raise ValueError(
+                    f"int8 calibration: dataset {name!r} is not registered; pass calibration="
+                    "a list of images or a registered dataset name"
+                )
+            files = [d["file_name"] for d in DatasetCatalog.get(name)[:count]]
+            calibration = [read_image(f, format="BGR") for f in files]
+        return list(calibration)
 
     def __call__(self, image: np.ndarray, format: str = "BGR") -> dict:
         """Faces in one image.
@@ -153,13 +231,47 @@ class FaceDetector:
         tensor = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)).astype("float32"))
         return {"image": tensor, "height": height, "width": width}
 
-    def _predict(self, images: Sequence[np.ndarray], format: str) -> list:
+    def _autocast(self):
+        if self.precision in ("bf16", "fp16"):
+            kind = self.cfg.MODEL.DEVICE.split(":")[0]
+            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+            return torch.autocast(kind, dtype=dtype)
+        return contextlib.nullcontext()
+
+    def to_batch(self, images, format="BGR"):
+        """Images as one padded float32 batch for the exported graph (resized as at inference,
+        in the model's channel order), and their model inputs."""
         inputs = [self._to_model_input(image, format) for image in images]
-        with torch.no_grad():
-            outputs = self.model(inputs)
+        batch, _ = runtimes.pad_batch(
+            [x["image"].numpy() for x in inputs], self.cfg.MODEL.PIXEL_MEAN
+        )
+        return batch, inputs
+
+    def _run_graph(self, images, format):
+        """Instances in original-image pixels from the exported graph."""
+        batch, inputs = self.to_batch(images, format)
+        num, boxes, scores, classes = self.runner(batch)[:4]
+        outputs = []
+        for i, x in enumerate(inputs):
+            n = int(num[i])
+            inst = Instances(tuple(x["image"].shape[-2:]))
+            inst.pred_boxes = Boxes(torch.from_numpy(np.array(boxes[i, :n], dtype=np.float32)))
+            inst.scores = torch.from_numpy(np.array(scores[i, :n], dtype=np.float32))
+            inst.pred_classes = torch.from_numpy(np.array(classes[i, :n], dtype=np.int64))
+            outputs.append(detector_postprocess(inst, x["height"], x["width"]))
+        return outputs
+
+    def _predict(self, images: Sequence[np.ndarray], format: str) -> list:
+        if self.runner is not None:
+            outputs = self._run_graph(images, format)
+        else:
+            inputs = [self._to_model_input(image, format) for image in images]
+            with torch.no_grad(), self._autocast():
+                outputs = [out["instances"] for out in self.model(inputs)]
         results = []
-        for out in outputs:
-            inst = out["instances"].to("cpu")
+        for inst in outputs:
+            inst = inst.to("cpu")
+            inst.scores = inst.scores.float()
             inst = inst[inst.scores >= self.confidence_threshold]
             results.append(inst[torch.argsort(inst.scores, descending=True, stable=True)])
         return results

@@ -142,8 +142,6 @@ def test_focal_loss_matches_formula():
     assert torch.isclose(got, expected, rtol=1e-5)
 
 
-# One image without autograd takes RFE's lean CPU route; the CPU matrix products differ for one
-# image and for several.
 @pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("grad", [True, False])
 def test_rfe_shapes_and_residual(batch, grad):
@@ -159,23 +157,61 @@ def test_rfe_shapes_and_residual(batch, grad):
 def _check_rfe(rfe, x):
     assert rfe(x).shape == x.shape
     # The block equals SRN's four separate branches 1x1 -> k -> 1x1 (ReLU after each), written
-    # out here with the corresponding slices of the merged weights.
+    # out here with the branches' weights.
     F = torch.nn.functional
     branches = []
     for i, (kh, kw) in enumerate([(1, 5), (5, 1), (1, 3), (3, 1)]):
-        sl = slice(8 * i, 8 * (i + 1))
-        h = F.relu(F.conv2d(x, rfe.entry.weight[sl], rfe.entry.bias[sl]))
-        assert rfe.middle[i].weight.shape[-2:] == (kh, kw)
-        h = F.relu(
-            F.conv2d(h, rfe.middle[i].weight, rfe.middle[i].bias, padding=(kh // 2, kw // 2))
-        )
-        h = F.relu(F.conv2d(h, rfe.exit.weight[sl], rfe.exit.bias[sl]))
+        entry, middle, exit_ = (rfe.branches[i][j] for j in (0, 2, 4))
+        h = F.relu(F.conv2d(x, entry.weight, entry.bias))
+        assert middle.weight.shape[-2:] == (kh, kw)
+        h = F.relu(F.conv2d(h, middle.weight, middle.bias, padding=(kh // 2, kw // 2)))
+        h = F.relu(F.conv2d(h, exit_.weight, exit_.bias))
         branches.append(h)
     fused = F.relu(F.conv2d(torch.cat(branches, 1), rfe.fuse.weight, rfe.fuse.bias))
     assert torch.allclose(rfe(x), x + fused, atol=1e-5)
     for p in rfe.fuse.parameters():
         torch.nn.init.zeros_(p)
     assert torch.equal(rfe(x), x)  # with the fuse conv at zero only the residual remains
+
+
+def _merged_rfe_layout(state_dict, b=8):
+    """A state dict in the key layout of the earlier RFE code: the four entry 1x1 convs stacked
+    as ``entry``, the k convs as ``middle.<i>``, the exit 1x1 convs as one grouped ``exit``."""
+    out = {}
+    prefixes = sorted({k.split("branches.")[0] for k in state_dict if ".branches." in k})
+    for key, value in state_dict.items():
+        if ".branches." not in key:
+            out[key] = value
+    for p in prefixes:
+        for param in ("weight", "bias"):
+            for name, idx in (("entry", 0), ("exit", 4)):
+                parts = [state_dict[f"{p}branches.{i}.{idx}.{param}"] for i in range(4)]
+                out[f"{p}{name}.{param}"] = torch.cat(parts)
+            for i in range(4):
+                out[f"{p}middle.{i}.{param}"] = state_dict[f"{p}branches.{i}.2.{param}"]
+    return out
+
+
+def test_checkpoint_with_the_merged_rfe_layout_loads_and_detects_the_same(tmp_path):
+    from detectron2.checkpoint import DetectionCheckpointer
+
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg()).eval()
+    old = _merged_rfe_layout(model.state_dict())
+    rfe_keys = sorted(k for k in old if k.endswith(".exit.weight"))
+    assert len(rfe_keys) == 2 and not any(".branches." in k for k in old)  # cls and box subnets
+    assert old[rfe_keys[0]].shape == (32, 8, 1, 1)  # one grouped conv (groups=4)
+    torch.save({"model": old}, tmp_path / "old.pth")
+    torch.manual_seed(1)
+    fresh = build_model(tiny_cfg()).eval()
+    DetectionCheckpointer(fresh).load(str(tmp_path / "old.pth"))
+    for key, value in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value), key
+    image = torch.rand(3, 96, 128) * 255
+    with torch.no_grad():
+        want, got = (m([{"image": image}])[0]["instances"] for m in (model, fresh))
+    assert torch.equal(want.pred_boxes.tensor, got.pred_boxes.tensor)
+    assert torch.equal(want.scores, got.scores)
 
 
 def test_rfe_width_must_match_branches():
@@ -264,12 +300,15 @@ def test_label_anchors_two_steps_and_refined_anchors():
 
 
 def _fake_predictions(model, image_size, stc_logit, face_logit):
-    """Head outputs with constant logits and zero deltas for one image."""
+    """Head outputs with constant logits and zero deltas for one image. Background logits are
+    -200 (probability exactly 0 in float32), so that no level yields candidates, including the
+    small maps that SRN's inference does not threshold (see test_small_maps_are_not_thresholded).
+    """
     n_levels = model.num_levels
     shapes = [(image_size[0] // 2 ** (i + 2), image_size[1] // 2 ** (i + 2)) for i in range(6)]
     feats = [torch.zeros(1, 1, h, w) for h, w in shapes] * 2
     step1_logits = [torch.full((1, 2, *shapes[i]), stc_logit) for i in model.stc_levels]
-    step2_logits = [torch.full((1, 2, *s), -20.0) for s in shapes]
+    step2_logits = [torch.full((1, 2, *s), -200.0) for s in shapes]
     step1_deltas = [torch.zeros(1, 8, *shapes[i]) for i in model.str_levels]
     step2_deltas = [torch.zeros(1, 8, *s) for s in shapes]
     step2_logits[0][0, 0, 1, 1] = face_logit  # first anchor at P2 cell (1, 1)
@@ -297,7 +336,7 @@ def test_stc_filters_candidates_at_inference():
 def test_str_decodes_from_refined_anchors():
     model = build_model(tiny_cfg()).eval()
     images = ImageList(torch.zeros(1, 3, 256, 256), [(256, 256)])
-    feats, (s1l, s2l, s1d, s2d) = _fake_predictions(model, (256, 256), 0.0, -20.0)
+    feats, (s1l, s2l, s1d, s2d) = _fake_predictions(model, (256, 256), 0.0, -200.0)
     # P5 (level 3, stride 32), first anchor of cell (0, 0): 64x64 area; step 1 shifts it right by
     # 0.5 widths, step 2 shifts the refined anchor down by 0.25 heights and doubles its width.
     s2l[3][0, 0, 0, 0] = 5.0

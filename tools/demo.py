@@ -11,6 +11,7 @@ Detectron2's ``Visualizer`` and videos with ``VideoVisualizer``. Examples::
         --output out/ --tta --opts MODEL.WEIGHTS model_final.pth
     python tools/demo.py --config-file ... --video-input street.mp4 --output out/
     python tools/demo.py --config-file ... --webcam
+    python tools/demo.py --config-file ... --input photos/ --backend openvino --precision bf16
 
 ``--input`` takes files, glob patterns and folders (searched recursively for image files; the
 drawings keep the folder's sub-paths under ``--output``). Files that cannot be read as images are
@@ -68,6 +69,20 @@ def get_parser():
         "--tta", action="store_true", help="multi-scale + flip testing (TEST.AUG.FACE.*)"
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the config's)")
+    parser.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "onnxruntime", "openvino"],
+        help="runtime (onnxruntime/openvino: pip install -e '.[deploy]'; MODEL.WEIGHTS may then "
+        "be an exported model.onnx)",
+    )
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16", "int8", "fp16", "auto"],
+        help="fp32, bf16 (CPU: torch or openvino), int8 (onnxruntime/openvino, calibrated on "
+        "the config's DATASETS.TRAIN), fp16 (GPU), auto (the fastest the machine supports)",
+    )
     parser.add_argument(
         "--opts",
         default=[],
@@ -261,6 +276,8 @@ def main(argv=None) -> int:
         confidence_threshold=args.confidence_threshold,
         opts=args.opts,
         tta=args.tta,
+        backend=args.backend,
+        precision=args.precision,
     )
     if detector.cfg.MODEL.DEVICE == "cpu":
         # Keep freed memory in the process between images (ainnoface_d2/runtime.py); opt out

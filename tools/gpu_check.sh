@@ -97,4 +97,21 @@ if [ -n "$GT" ]; then
 fi
 "$PY" -m pytest -q -rs tests/test_amp.py 2>&1 | tee "$OUT/test_amp.log" | tail -5
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+# Deployment routes on the GPU (tools/benchmark_deploy.py): PyTorch fp32 and fp16 (CUDA
+# autocast), ONNX Runtime fp32 (CUDA execution provider) and fp16 (TensorRT execution provider,
+# trt_fp16_enable) of the exported graph, with stock RetinaNet fp32 beside them: latency at
+# batch 1 @ 640x480, throughput at batch 8, GMAC, and the agreement of every route's detections
+# with PyTorch fp32 (IoU >= 0.9; random weights, so every detection counts: --parity-score 0).
+# The ONNX Runtime routes need onnxruntime-gpu (with TensorRT for fp16), too large for .whl/:
+# where it is missing they are printed as skipped, with the reason.
+if [ -n "${GPU_CHECK_SMOKE:-}" ]; then
+    DEPLOY=(--device cpu --quick --configs configs/ainnoface_R18_cpu.yaml --size 160x128
+            --routes torch:fp32 onnxruntime:fp32)
+else
+    DEPLOY=(--device cuda --configs configs/ainnoface_R50.yaml configs/ainnoface_R152.yaml
+            --size 640x480 --batch 8 --reps 20 --parity-score 0)
+fi
+"$PY" tools/benchmark_deploy.py "${DEPLOY[@]}" --json "$OUT/benchmark_deploy.json" \
+    2>&1 | tee "$OUT/benchmark_deploy.log" | grep -v -E "^\s*warnings.warn|Warning:"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 exit "$status"

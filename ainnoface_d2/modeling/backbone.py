@@ -20,16 +20,11 @@ from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from detectron2.modeling.backbone.resnet import build_resnet_backbone
 from torch import nn
 
-from .layers import Conv1x1, Conv3x3, GemmConv2d
-
 __all__ = ["AInnoFaceFPN", "build_ainnoface_resnet_fpn_backbone"]
 
 
-def _conv(in_ch, out_ch, kernel, stride, norm, conv_class=None):
-    if conv_class is None:
-        # CPU fast paths of plain 1x1 and 3x3 convs (layers.py).
-        conv_class = {1: Conv1x1, 3: Conv3x3}.get(kernel, Conv2d) if stride == 1 else Conv2d
-    conv = conv_class(
+def _conv(in_ch, out_ch, kernel, stride, norm):
+    conv = Conv2d(
         in_ch,
         out_ch,
         kernel_size=kernel,
@@ -64,8 +59,7 @@ class AInnoFaceFPN(Backbone):
         if strides != [4, 8, 16, 32]:
             raise ValueError(f"AInnoFace needs ResNet stages with strides 4-32, got {strides}")
 
-        # C6 (2048->1024 channels on a small map) as im2col + GEMM on the CPU: see layers.py.
-        self.c6 = _conv(in_channels[-1], c6_channels, 3, 2, norm, conv_class=GemmConv2d)
+        self.c6 = _conv(in_channels[-1], c6_channels, 3, 2, norm)
         self.c7 = _conv(c6_channels, c7_channels, 3, 2, norm)
         c_channels = in_channels + [c6_channels, c7_channels]
         # First-step projections of C2-C7 to the head width.

@@ -15,11 +15,10 @@ import math
 from typing import List
 
 from detectron2.config import configurable
-from detectron2.layers import ShapeSpec, get_norm
+from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling.anchor_generator import build_anchor_generator
 from torch import Tensor, nn
 
-from .layers import Conv1x1, Conv3x3
 from .rfe import RFE
 
 __all__ = ["AInnoFaceHead"]
@@ -36,7 +35,7 @@ def _norm(norm, channels):
 
 def _conv_block(channels, norm):
     """3x3 conv (+ norm) + ReLU. The norm layer is shared by every level, as in FCOS."""
-    layers = [Conv3x3(channels, channels, bias=not norm)]
+    layers = [Conv2d(channels, channels, 3, padding=1, bias=not norm)]
     if norm:
         layers.append(_norm(norm, channels))
     return layers + [nn.ReLU(inplace=True)]
@@ -90,10 +89,10 @@ class AInnoFaceHead(nn.Module):
 
         self.cls_subnet = _subnet(in_channels, use_rfe, rfe_branch_channels, norm)
         self.bbox_subnet = _subnet(in_channels, use_rfe, rfe_branch_channels, norm)
-        self.cls_score = Conv1x1(in_channels, num_anchors * num_classes)
-        self.bbox_pred = Conv1x1(in_channels, num_anchors * 4)
+        self.cls_score = nn.Conv2d(in_channels, num_anchors * num_classes, 1)
+        self.bbox_pred = nn.Conv2d(in_channels, num_anchors * 4, 1)
         self.maxout_score = (
-            Conv1x1(in_channels, num_anchors * num_maxout_bg) if self.maxout_levels else None
+            nn.Conv2d(in_channels, num_anchors * num_maxout_bg, 1) if self.maxout_levels else None
         )
 
         for module in self.modules():

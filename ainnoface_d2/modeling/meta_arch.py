@@ -33,9 +33,9 @@ from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 from detectron2.utils.events import get_event_storage
 from fvcore.nn import sigmoid_focal_loss_jit
 from torch import Tensor, nn
-from torchvision.ops import nms
 
 from .head import AInnoFaceHead
+from .inference import decode_detections
 from .losses import box_regression_loss
 
 __all__ = ["AInnoFace"]
@@ -309,30 +309,54 @@ class AInnoFace(DenseDetector):
 
     # ------------------------------------------------------------------ inference
     def forward_inference(self, images: ImageList, features, predictions):
-        step1_logits, step2_logits, step1_deltas, step2_deltas = self._transpose(predictions)
         anchors = self.anchors(features[self.num_levels :])
+        num, boxes, scores, classes = self.detect(predictions, anchors)
+        results: List[Instances] = []
+        for img, (n, image_size) in enumerate(zip(num.tolist(), images.image_sizes)):
+            inst = Instances(image_size)
+            inst.pred_boxes = Boxes(boxes[img, :n])
+            inst.scores = scores[img, :n]
+            inst.pred_classes = classes[img, :n].long()
+            results.append(inst)
+        return results
+
+    def detect(self, predictions, anchors: List[Boxes], image_hw: Tensor | None = None):
+        """The detections of a batch as fixed-shape tensors, from the head's outputs: the one
+        post-processing of eager inference and of the exported graph (tensor operations only,
+        see :func:`~ainnoface_d2.modeling.inference.decode_detections`).
+
+        Two-step inference (SRN Sec. 3): on STC levels the step-2 face probability counts only
+        where step 1's is above ``1 - stc_neg_thresh`` (else the score is 0); on STR levels the
+        step-2 deltas refine the step-1 refined anchors.
+
+        Args:
+            predictions: the head's four lists of maps.
+            anchors: the anchors of every level (``anchor_generator`` of the P-features).
+            image_hw: (N, 2) height and width of every image to clip the boxes to, or None.
+
+        Returns:
+            num_detections (N,), detection_boxes (N, D, 4), detection_scores (N, D),
+            detection_classes (N, D), D = ``max_detections_per_image``.
+        """
+        step1_logits, step2_logits, step1_deltas, step2_deltas = self._transpose(predictions)
         refined = dict(zip(self.str_levels, self._refine(step1_deltas, anchors)))
         stc_keep = dict(zip(self.stc_levels, self._stc_keep(step1_logits)))
-
-        results: List[Instances] = []
-        for img, image_size in enumerate(images.image_sizes):
-            per_level = []
-            for lvl in range(self.num_levels):
-                scores = step2_logits[lvl][img].sigmoid()
-                if lvl in stc_keep:
-                    scores = scores * stc_keep[lvl][img].unsqueeze(1)
-                lvl_anchors = Boxes(refined[lvl][img]) if lvl in refined else anchors[lvl]
-                per_level.append(
-                    self._decode_per_level_predictions(
-                        lvl_anchors,
-                        scores,
-                        step2_deltas[lvl][img],
-                        self.test_score_thresh,
-                        self.test_topk_candidates,
-                        image_size,
-                    )
-                )
-            pred = Instances.cat(per_level)
-            keep = nms(pred.pred_boxes.tensor, pred.scores, self.test_nms_thresh)
-            results.append(pred[keep[: self.max_detections_per_image]])
-        return results
+        scores, level_anchors = [], []
+        for lvl in range(self.num_levels):
+            s = step2_logits[lvl].float().sigmoid()
+            if lvl in stc_keep:
+                s = s * stc_keep[lvl].unsqueeze(2)
+            scores.append(s)
+            level_anchors.append(refined[lvl] if lvl in refined else anchors[lvl].tensor)
+        return decode_detections(
+            scores,
+            step2_deltas,
+            level_anchors,
+            self.box2box_transform,
+            image_hw,
+            num_anchors=self.anchor_generator.num_cell_anchors,
+            score_thresh=self.test_score_thresh,
+            topk=self.test_topk_candidates,
+            nms_thresh=self.test_nms_thresh,
+            max_detections=self.max_detections_per_image,
+        )
