@@ -21,9 +21,12 @@ setup(
         "scipy>=1.7",
         "matplotlib",
         "Pillow>=7.1",
-        "scikit-image>=0.19",
         "tqdm",
         "tabulate",
     ],
-    extras_require={"test": ["pytest>=7", "ruff==0.17.6"]},
+    extras_require={
+        # the built-in face dataset (ainnoface_d2.builtin_faces) is made from scikit-image's data
+        "builtin": ["scikit-image>=0.19"],
+        "test": ["pytest>=7", "ruff==0.17.6", "scikit-image>=0.19"],
+    },
 )
