@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         help=f"output directory (default: $DETECTRON2_DATASETS/builtin_faces = {default_root()})",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--train-images", type=int, default=200, help="train images (default: 200)")
+    parser.add_argument("--train-images", type=int, default=120, help="train images (default: 120)")
     parser.add_argument("--val-images", type=int, default=40, help="val images (default: 40)")
     parser.add_argument("--test-images", type=int, default=10, help="test images (default: 10)")
     parser.add_argument("--force", action="store_true", help="rebuild even if it is up to date")

@@ -9,14 +9,12 @@ extra of this package, and ``import ainnoface_d2`` does not import this subpacka
   (Huang et al.): faces 0-69 go to train, 70-99 to val (and test); the non-faces are pasted as
   unannotated distractors (100-169 in train, 170-199 in val/test), except the few that show part
   of a face (:mod:`.sources`);
-* backgrounds: random crops of CC0 / public-domain scikit-image sample photos, and plain
-  studio-like backdrops.
+* backgrounds: random crops of CC0 / public-domain scikit-image sample photos.
 
-Four events: "1--Crowd" (12-40 faces of 6-32 px), "0--Synthetic" (3-12 faces of 10-160 px),
-"2--Portrait" (1-6 faces of one common size, 36-260 px, as in a group photo) and "3--Closeup"
-(one or two faces of 30-75 % of the image's shorter side). Faces get a drawn head (hair, ears,
-neck, shoulders), a skin tone, lighting and blur; images get distractors, occluders and a camera
-finish (:mod:`.render` lists each step and why).
+Faces are pasted at WIDER-like scales (many 6-32 px faces in "1--Crowd", a mix in "0--Synthetic",
+a few 60-200 px faces in "2--Portrait"), colourised with a skin tone, contrast/brightness
+jittered, sometimes blurred or partly covered, and blended with a feathered rectangular or oval
+alpha mask so that a sharp square border does not give them away (:mod:`.render`).
 
 Modules: :mod:`.records` (what is recorded, the evaluation-settings rule), :mod:`.sources`,
 :mod:`.render`, :mod:`.writers` (the WIDER FACE files), :mod:`.build` (the entry point).
@@ -38,8 +36,7 @@ Attributes (WIDER ``readme.txt`` meanings), from what the generator did to each 
 height ``h``:
 
 * blur: 2 if the 25x25 source was blurred with sigma >= 1.2 or ``h < 12``; else 1 if it was
-  blurred at all (or the whole image was), ``h < 24`` or ``h > 150`` (a 25 px source upsampled
-  6x is soft); else 0;
+  blurred at all, ``h < 24`` or ``h > 150`` (a 25 px source upsampled 6x is soft); else 0;
 * illumination: 1 if the brightness gain is below 0.65 (a dark face), else 0;
 * occlusion: 1 if 10-30 % of the box is covered by a background patch, 2 if more;
   invalid: 1 for the few faces covered 60-80 % (kept in the txt, ignored by the evaluation);

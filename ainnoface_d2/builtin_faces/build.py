@@ -133,7 +133,7 @@ def _move_in(tmp: Path, root: Path) -> None:
 def build_builtin_faces(
     root: str | os.PathLike | None = None,
     seed: int = 0,
-    num_train: int = 200,
+    num_train: int = 120,
     num_val: int = 40,
     num_test: int = 10,
     force: bool = False,

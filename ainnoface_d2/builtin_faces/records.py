@@ -17,9 +17,9 @@ __all__ = [
 ]
 
 # Bump whenever the output for a given seed changes, so old stamps no longer match.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 1
 # Events (WIDER's "<n>--<Name>" folders): what kind of scene an image is, see render.py.
-EVENTS = ("0--Synthetic", "1--Crowd", "2--Portrait", "3--Closeup")
+EVENTS = ("0--Synthetic", "1--Crowd", "2--Portrait")
 SPLITS = ("train", "val", "test")
 
 

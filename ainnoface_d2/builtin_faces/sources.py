@@ -20,7 +20,6 @@ __all__ = [
     "NON_FACE_RANGE",
     "PARTIAL_FACE_NON_FACES",
     "SKIN_TONES",
-    "HAIR_TONES",
     "load_face_crops",
     "load_backgrounds",
 ]
@@ -32,8 +31,8 @@ NON_FACE_RANGE = {"train": range(100, 170), "val": range(170, 200), "test": rang
 # would teach the detector that face parts are background, so they are not used as distractors.
 PARTIAL_FACE_NON_FACES = frozenset({114, 124, 125, 130, 180, 196})
 
-_COLOUR_BACKGROUNDS = ("coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
-_GRAY_BACKGROUNDS = ("brick", "grass", "gravel", "moon", "clock", "cell")
+_COLOUR_BACKGROUNDS = ("coffee", "rocket", "hubble_deep_field", "immunohistochemistry")
+_GRAY_BACKGROUNDS = ("brick", "grass", "gravel", "moon")
 # Skin tones (RGB, 0-255) from light to dark, used to colourise the grayscale LFW faces.
 SKIN_TONES = np.array(
     [
@@ -46,11 +45,6 @@ SKIN_TONES = np.array(
     ],
     dtype=np.float32,
 )
-# Hair colours (RGB, 0-255): black, dark brown, brown, auburn, blond, grey.
-HAIR_TONES = np.array(
-    [[20, 16, 14], [45, 30, 22], [90, 60, 38], [120, 60, 30], [200, 165, 105], [165, 160, 155]],
-    dtype=np.float32,
-)
 # The files that skimage.data reads for the sources above; all ship in the wheel.
 _SKIMAGE_FILES = (
     "lfw_subset.npy",
@@ -58,13 +52,10 @@ _SKIMAGE_FILES = (
     "grass.png",
     "gravel.png",
     "moon.png",
-    "clock_motion.png",
-    "cell.png",
     "coffee.png",
     "rocket.jpg",
     "hubble_deep_field.jpg",
     "ihc.png",
-    "retina.jpg",
     "motorcycle_left.png",
     "motorcycle_right.png",
     "motorcycle_disp.npz",
