@@ -125,13 +125,14 @@ def test_copies_slightly_small_image():
 
 
 def test_copies_large_image():
-    # L = 100, 200 x 200: A >= L^2 -> area L^2 (scale 0.5), its flip, 0.75 * 0.5, 0.5 * 0.5.
+    # L = 100, 200 x 200: A >= L^2 -> area L^2 (scale 0.5), its flip, 0.75 * 0.5, 0.5 * 0.5;
+    # SRN keeps only the boxes with longer side > 30 from the two smaller copies.
     copies = face_tta_copies(200, 200, max_side=100)
     assert copies == [
         TTACopy(0.5, False, "all"),
         TTACopy(0.5, True, "all"),
-        TTACopy(0.375, False, "all"),
-        TTACopy(0.25, False, "all"),
+        TTACopy(0.375, False, "large"),
+        TTACopy(0.25, False, "large"),
     ]
     # Exactly L^2 is "not smaller": scale 1, no enlargement.
     assert _scales(face_tta_copies(100, 100, max_side=100)) == [1.0, 1.0, 0.75, 0.5]
