@@ -51,6 +51,9 @@ class FaceDetector:
         confidence_threshold: detections scoring below this are dropped.
         opts: extra ``KEY VALUE`` config overrides, as on Detectron2 command lines.
         tta: wrap the model in SRN's multi-scale + flip testing (``TEST.AUG.FACE.*``).
+        min_face, max_face: the smallest / largest face (pixels, sqrt(w h)) to find; beyond the
+            anchors' sizes the image also runs enlarged / shrunk (and each copy flipped), see
+            :func:`ainnoface_d2.modeling.tta.face_range_copies`. Not together with ``tta``.
 
     Attributes:
         cfg: the frozen config; ``model``: the model in eval mode (wrapped when ``tta``).
@@ -64,7 +67,12 @@ class FaceDetector:
         confidence_threshold: float = 0.5,
         opts: Sequence[str] | None = None,
         tta: bool = False,
+        min_face: float | None = None,
+        max_face: float | None = None,
     ):
+        face_range = None if min_face is None and max_face is None else (min_face, max_face)
+        if tta and face_range is not None:
+            raise ValueError("tta and min_face/max_face both choose the test scales; pass one")
         cfg = get_ainnoface_cfg(config_file, list(opts or []))
         if weights is not None:
             cfg.MODEL.WEIGHTS = weights
@@ -89,7 +97,12 @@ class FaceDetector:
                 config_file,
             )
         model.eval()
-        self.model = AInnoFaceWithTTA(cfg, model) if tta else model
+        if face_range is not None:
+            model = AInnoFaceWithTTA(cfg, model, face_range=face_range)
+        elif tta:
+            model = AInnoFaceWithTTA(cfg, model)
+        self.model = model
+        tta = tta or face_range is not None
 
         self.input_format = cfg.INPUT.FORMAT
         if self.input_format not in ("RGB", "BGR"):
