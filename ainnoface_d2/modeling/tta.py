@@ -29,16 +29,20 @@ continuous convention, not SRN's ``+1``). The detections of all copies are merge
 with SRN's +1 pixel convention) and the ``TEST.DETECTIONS_PER_IMAGE`` best are kept.
 
 A detector for the face sizes a user asks for (:func:`face_range_copies`, used by
-``FaceDetector(min_face=..., max_face=...)``): at scale 1 the anchors see faces from the
-smallest anchor size ``a_min`` to the largest ``a_max`` (8 to 362 px in the paper configs). For
-faces down to ``min_face < a_min`` the image is also run enlarged by ``a_min / min_face``; for
-faces up to ``max_face > a_max`` also shrunk by ``a_max / max_face``. Each copy keeps the faces
-the others cannot see (sqrt(w h) below ``a_min``, in ``[a_min, a_max]``, above ``a_max``, in
-original pixels), and each copy runs flipped too, since box voting drops boxes that only one
-copy found. Worked example, paper config, ``min_face=4, max_face=1000`` on a 640 x 480 photo:
-copies at 2x (1280 x 960; faces 4-8 px become 8-16 px), 1x and 0.362x (232 x 174; faces of
-362-1000 px become 131-362 px), each also flipped: 6 passes, about 5.4 times the pixels of
-the single-scale test. The enlarged copy is limited to an area of ``MAX_SIDE``^2 pixels.
+``FaceDetector(min_face=..., max_face=...)``): at scale s the anchors see faces of ``a_min / s``
+to ``a_max / s`` original pixels, ``a_min`` and ``a_max`` being the smallest and largest anchor
+sizes (8 and 362 px in the paper configs). Besides scale 1, the image runs shrunk until
+``max_face`` fits (by ``a_min / a_max`` a step, the last step landing on ``a_max / max_face``)
+and enlarged until ``min_face`` does (by ``a_max / a_min`` a step, the last on ``a_min /
+min_face``), so the copies' ranges tile [min_face, max_face]. Each face (sqrt(w h)) is kept from
+the copy nearest scale 1 that sees it, and each copy runs flipped too, since box voting drops
+boxes that only one copy found.
+
+Worked example, paper config, ``min_face=4, max_face=1000``, a 640 x 480 photo: copies at 2x
+(1280 x 960: faces of 4-8 px become 8-16 px; it keeps the faces below 8 px), 1x (keeps 8-362
+px) and 0.362x (232 x 174: faces of 362-1000 px become 131-362 px; keeps those above 362 px),
+each also flipped: 6 passes over 10.3 times the pixels of the single-scale test. The enlarged
+copies are limited to an area of ``MAX_SIDE``^2 pixels (a warning says what that leaves out).
 """
 
 import logging
@@ -153,24 +157,30 @@ def face_range_copies(
     max_face = a_max if max_face is None else float(max_face)
     if not 0 < min_face <= max_face:
         raise ValueError(f"need 0 < min_face <= max_face, got {min_face} and {max_face}")
-    windows = [(1.0, a_min if min_face < a_min else 0.0, a_max if max_face > a_max else math.inf)]
-    if min_face < a_min:
-        scale = a_min / min_face
-        if max_side and scale * scale * height * width > max_side**2:
-            scale = max(1.0, max_side / math.sqrt(height * width))
-            logger.warning(
-                "min_face=%g needs a %.2fx copy of this %dx%d image; capped at %.2fx (area "
-                "TEST.AUG.FACE.MAX_SIDE^2): faces below %.1f px may be missed.",
-                min_face, a_min / min_face, width, height, scale, a_min / scale,
-            )  # fmt: skip
-        if scale > 1.0:
-            windows.append((scale, 0.0, a_min))
-    if max_face > a_max:
-        windows.append((a_max / max_face, a_max, math.inf))
+    scales = [1.0]
+    while max_face > a_max / scales[0]:  # shrink until the largest face fits the anchors
+        scales.insert(0, max(scales[0] * a_min / a_max, a_max / max_face))
+    largest = math.inf
+    if max_side:
+        largest = max(1.0, max_side / math.sqrt(height * width))
+    while min_face < a_min / scales[-1] and scales[-1] < largest:  # enlarge for the smallest
+        scales.append(min(scales[-1] * a_max / a_min, a_min / min_face, largest))
+    if min_face < a_min / scales[-1]:
+        logger.warning(
+            "min_face=%g needs a %.2fx copy of this %dx%d image; capped at %.2fx (area "
+            "TEST.AUG.FACE.MAX_SIDE^2): faces below %.1f px may be missed.",
+            min_face, a_min / min_face, width, height, scales[-1], a_min / scales[-1],
+        )  # fmt: skip
+    # Each face goes to the copy nearest scale 1 that sees it: between two shrunk copies the
+    # boundary is the larger scale's a_max, between two enlarged ones the smaller scale's a_min.
+    bounds = [math.inf]
+    for s_a, s_b in zip(scales, scales[1:]):
+        bounds.append(a_max / s_b if s_b <= 1 else a_min / s_a)
+    bounds.append(0.0)
     copies = []
-    for scale, lo, hi in sorted(windows, key=lambda w: w[0]):
+    for k, scale in enumerate(scales):
         for flipped in (False, True) if flip else (False,):
-            copies.append(TTACopy(scale, flipped, "range", lo, hi))
+            copies.append(TTACopy(scale, flipped, "range", bounds[k + 1], bounds[k]))
     return copies
 
 
