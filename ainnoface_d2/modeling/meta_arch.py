@@ -220,12 +220,11 @@ class AInnoFace(DenseDetector):
             terms.append(self._cls_term("loss_cls_stc", cat(step1_logits, dim=1), labels))
         if self.str_levels:
             str_slices = [levels[i] for i in self.str_levels]
+            str_anchors = cat([anchors[i].tensor for i in self.str_levels])
             terms.append(
                 self._box_term(
                     "loss_box_str",
-                    cat([anchors[i].tensor for i in self.str_levels])
-                    .unsqueeze(0)
-                    .expand(len(gt_instances), -1, 4),
+                    str_anchors.unsqueeze(0).expand(len(gt_instances), -1, 4),
                     cat(step1_deltas, dim=1),
                     cat([targets.step1_labels[:, sl] for sl in str_slices], dim=1),
                     cat([targets.step1_boxes[:, sl] for sl in str_slices], dim=1),
