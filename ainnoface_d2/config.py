@@ -136,7 +136,8 @@ def _add_input_config(cfg):
     _F.DATA_ANCHOR_SAMPLING_MAX_UPSCALE = 0.0
     # Keep annotations with iscrowd=1 (WIDER's invalid faces) and faces that end up smaller than
     # MIN_FACE_SIZE as ignore boxes (Instances.gt_ignore) instead of dropping them, so that the
-    # anchors on them are not trained as background (MODEL.AINNOFACE.IGNORE_IOF_THRESH).
+    # anchors on them are not trained as background (MODEL.AINNOFACE.IGNORE_IOF_THRESH). Only
+    # the AInnoFace meta-architecture reads gt_ignore: other detectors would take them as faces.
     _F.IGNORE_REGIONS = False
 
 
