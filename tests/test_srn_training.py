@@ -7,14 +7,18 @@ import os
 
 import ainnoface_d2  # noqa: F401
 from ainnoface_d2 import get_ainnoface_cfg
+from ainnoface_d2.data.augmentations import ResizeSquare
+from ainnoface_d2.data.mapper import FaceDatasetMapper
 
+import cv2
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from _builtin_fixture import TINY_MODEL_OPTS
 from detectron2.modeling import build_model
 from detectron2.modeling.meta_arch.dense_detector import permute_to_N_HWA_K
-from detectron2.structures import Boxes, ImageList, Instances
+from detectron2.structures import Boxes, BoxMode, ImageList, Instances
 from detectron2.utils.events import EventStorage
 from fvcore.nn import sigmoid_focal_loss_jit
 
@@ -216,24 +220,58 @@ def test_label_anchors_ignores_anchors_on_ignore_boxes():
 
 
 def test_ignored_anchors_leave_both_classification_losses():
-    """A face turned into an ignore box removes its anchors from loss_cls_stc and loss_cls:
-    the losses then equal those of an image where those anchors' logits are anything."""
+    """A face turned into an ignore box removes its anchors from loss_cls_stc and loss_cls: the
+    logits of the ignored anchors get no gradient from either, those of the others do."""
     model = tiny_model()
     feats, preds = head_outputs(model, stc_logit=0.0)
     gt = instances(FACES, ignore=[True, False])
-    base = train_losses(model, preds, feats, gt)[0]
+    losses = train_losses(model, preds, feats, gt)[0]
     anchors = model.anchors(feats[model.num_levels :])
     refined = model._refine([permute_to_N_HWA_K(x, 4) for x in preds[2]], anchors)
-    labels = model.label_anchors(anchors, refined, [gt]).step1_labels[0]
-    assert (labels == -1).any()
-    # perturb the logits of every ignored STC anchor: no classification loss changes
-    stc_ignored = labels[: sum(len(anchors[i]) for i in range(3))] == -1
-    new = [list(p) for p in preds]
-    flat = torch.cat([permute_to_N_HWA_K(x, 1) for x in preds[0]], dim=1)
-    flat = torch.where(stc_ignored[None, :, None], flat + 5.0, flat)
-    new[0] = _unflatten(flat, preds[0])
-    changed = train_losses(model, new, feats, gt)[0]
-    torch.testing.assert_close(changed["loss_cls_stc"], base["loss_cls_stc"])
+    targets = model.label_anchors(anchors, refined, [gt])
+    r_stc = sum(len(anchors[i]) for i in range(3))
+    for loss, logits, labels in (
+        (losses["loss_cls_stc"], preds[0], targets.step1_labels[0, :r_stc]),
+        (losses["loss_cls"], preds[1], targets.step2_labels[0]),
+    ):
+        grads = torch.autograd.grad(loss, logits, retain_graph=True)
+        grads = torch.cat([permute_to_N_HWA_K(g, 1) for g in grads], dim=1)[0, :, 0]
+        ignored = labels == -1
+        assert ignored.sum() > 0 and torch.count_nonzero(grads[ignored]) == 0
+        assert torch.count_nonzero(grads[~ignored]) > 0
+    # the same face as a face: its anchors are positives and get gradient
+    as_face = model.label_anchors(anchors, refined, [instances(FACES)]).step2_labels[0]
+    assert (as_face[targets.step2_labels[0] == -1] == 0).any()
+
+
+def test_training_step_from_the_mapper_with_ignore_boxes(tmp_path):
+    """The mapper's ignore boxes reach the model: the background anchors on the invalid face
+    leave the classification loss (it drops), the number of face anchors stays the same."""
+    path = tmp_path / "image.png"
+    cv2.imwrite(str(path), (np.random.RandomState(0).rand(SIZE, SIZE, 3) * 255).astype(np.uint8))
+    annos = [
+        {"bbox": [20.0, 20.0, 16.0, 20.0], "bbox_mode": BoxMode.XYWH_ABS, "iscrowd": 0},
+        {"bbox": [100.0, 60.0, 100.0, 125.0], "bbox_mode": BoxMode.XYWH_ABS, "iscrowd": 1},
+    ]
+    d = {"file_name": str(path), "image_id": 0, "height": SIZE, "width": SIZE, "annotations": annos}
+    model = tiny_model()
+    results = {}
+    for ignore in (False, True):
+        mapper = FaceDatasetMapper(
+            True, augmentations=[ResizeSquare(SIZE)], image_format="RGB", ignore_regions=ignore
+        )
+        batch = [mapper(d)]
+        assert len(batch[0]["instances"]) == 1 + ignore
+        for name in [n for n in vars(model) if n.startswith("loss_normalizer_")]:
+            delattr(model, name)
+        with EventStorage() as storage:
+            losses = model(batch)
+        assert all(torch.isfinite(v) for v in losses.values())
+        results[ignore] = (losses, {k: v[0] for k, v in storage.latest().items()})
+    (ignored, ignored_stats), (plain, plain_stats) = results[True], results[False]
+    assert ignored_stats["num_pos_anchors_cls"] == plain_stats["num_pos_anchors_cls"] > 0
+    assert ignored["loss_cls"] < plain["loss_cls"]
+    torch.testing.assert_close(ignored["loss_box"], plain["loss_box"])
 
 
 def _unflatten(flat, like):
