@@ -314,7 +314,7 @@ def _kept_by_window(boxes, x0, y0, w, h, scale, min_size):
 class RandomFaceCrop(_ShapeAugmentation):
     """SRN's random square crop at a uniformly random position. Its side is the shorter image
     side with probability ``full_side_prob``, else uniform(scale_range) x the shorter side.
-    SRN (Sec. 4.1) crops two square patches, one with the shorter side and one with U[0.5, 1]
+    SRN's paper crops two square patches, one with the shorter side and one with U[0.5, 1]
     of it, and trains on one of them at random: ``scale_range=(0.5, 1), full_side_prob=0.5``.
     The earlier rule of this project, ``(0.3, 1)`` with probability 0, zooms in up to 3.3x.
 
