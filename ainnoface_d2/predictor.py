@@ -72,6 +72,9 @@ class FaceDetector:
             :func:`ainnoface_d2.export.runtimes.resolve_precision`).
         calibration: int8 only: ``HxWx3`` BGR images to calibrate on, or a registered dataset
             name (its first 16 images); None: the config's first ``DATASETS.TRAIN`` set.
+        min_face, max_face: the smallest / largest face (pixels, sqrt(w h)) to find; beyond the
+            anchors' sizes the image also runs enlarged / shrunk (and each copy flipped), see
+            :func:`ainnoface_d2.modeling.tta.face_range_copies`. Not together with ``tta``.
 
     Attributes:
         cfg: the frozen config; ``model``: the model in eval mode (wrapped when ``tta``; None
@@ -90,7 +93,12 @@ class FaceDetector:
         backend: str = "torch",
         precision: str = "fp32",
         calibration=None,
+        min_face: float | None = None,
+        max_face: float | None = None,
     ):
+        face_range = None if min_face is None and max_face is None else (min_face, max_face)
+        if tta and face_range is not None:
+            raise ValueError("tta and min_face/max_face both choose the test scales; pass one")
         cfg = get_ainnoface_cfg(config_file, list(opts or []))
         if weights is not None:
             cfg.MODEL.WEIGHTS = weights
@@ -113,11 +121,16 @@ class FaceDetector:
         onnx_file = cfg.MODEL.WEIGHTS if cfg.MODEL.WEIGHTS.endswith(".onnx") else None
         if onnx_file and backend == "torch":
             raise ValueError(f"{onnx_file}: an exported graph runs on onnxruntime or openvino")
+        if face_range is not None and backend != "torch":
+            raise ValueError(f"min_face/max_face run on the torch backend only, not {backend!r}")
         self.model = (
             None if onnx_file and backend != "torch" else self._build_model(cfg, config_file)
         )
-        if tta:
+        if face_range is not None:
+            self.model = AInnoFaceWithTTA(cfg, self.model, face_range=face_range)
+        elif tta:
             self.model = AInnoFaceWithTTA(cfg, self.model)
+        tta = tta or face_range is not None
         self.input_format = cfg.INPUT.FORMAT
         if self.input_format not in ("RGB", "BGR"):
             raise ValueError(

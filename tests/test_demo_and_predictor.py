@@ -148,6 +148,9 @@ def test_weights_are_loaded(detector, tmp_path):
 
 def test_tta_wraps_the_model():
     opts = ["TEST.AUG.FLIP", "False", "TEST.AUG.FACE.MAX_SIDE", "40"]
+    # The 0.75x and 0.5x copies keep boxes longer than SHRINK_KEEP_MIN_SIDE (SRN: 30): below
+    # the 20-px face here, so that all three copies vote.
+    opts += ["TEST.AUG.FACE.SHRINK_KEEP_MIN_SIDE", "10.0"]
     det = FaceDetector(CONFIG, weights="", device="cpu", tta=True, opts=opts)
     assert isinstance(det.model, AInnoFaceWithTTA) and det.model.flip is False
     fake = FixedDetector([[0.25, 0.25, 0.75, 0.75]], [0.9], relative=True).eval()

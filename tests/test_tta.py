@@ -3,7 +3,13 @@
 import math
 
 import ainnoface_d2  # noqa: F401  (compat shims before detectron2)
-from ainnoface_d2.modeling.tta import AInnoFaceWithTTA, TTACopy, box_voting, face_tta_copies
+from ainnoface_d2.modeling.tta import (
+    AInnoFaceWithTTA,
+    TTACopy,
+    box_voting,
+    face_range_copies,
+    face_tta_copies,
+)
 
 import numpy as np
 import pytest
@@ -125,13 +131,14 @@ def test_copies_slightly_small_image():
 
 
 def test_copies_large_image():
-    # L = 100, 200 x 200: A >= L^2 -> area L^2 (scale 0.5), its flip, 0.75 * 0.5, 0.5 * 0.5.
+    # L = 100, 200 x 200: A >= L^2 -> area L^2 (scale 0.5), its flip, 0.75 * 0.5, 0.5 * 0.5;
+    # SRN keeps only the boxes with longer side > 30 from the two smaller copies.
     copies = face_tta_copies(200, 200, max_side=100)
     assert copies == [
         TTACopy(0.5, False, "all"),
         TTACopy(0.5, True, "all"),
-        TTACopy(0.375, False, "all"),
-        TTACopy(0.25, False, "all"),
+        TTACopy(0.375, False, "large"),
+        TTACopy(0.25, False, "large"),
     ]
     # Exactly L^2 is "not smaller": scale 1, no enlargement.
     assert _scales(face_tta_copies(100, 100, max_side=100)) == [1.0, 1.0, 0.75, 0.5]
@@ -299,3 +306,146 @@ def test_box_voting_empty():
     assert b.shape == (0, 4) and s.shape == (0,) and c.shape == (0,)
     with pytest.raises(ValueError, match="N, 4"):
         box_voting(torch.zeros(3, 5), torch.zeros(3), 0.5, 10)
+
+
+def test_box_voting_plus_one_convention():
+    # [0,0,4,4] and [1,0,5,4]: continuous IoU 12 / 20 = 0.6; SRN's +1 pixels: 4x5 / (25 + 25 -
+    # 20) = 0.667. At a threshold of 0.65 only the +1 convention merges them.
+    boxes = torch.tensor([[0, 0, 4, 4], [1, 0, 5, 4]], dtype=torch.float32)
+    scores = torch.tensor([0.9, 0.6])
+    _, s, _ = box_voting(boxes, scores, 0.65, 10)
+    assert s.numel() == 0  # two singletons, dropped
+    b, s, _ = box_voting(boxes, scores, 0.65, 10, plus_one=True)
+    torch.testing.assert_close(b, torch.tensor([[0.4, 0.0, 4.4, 4.0]]))
+    torch.testing.assert_close(s, torch.tensor([0.9]))
+    # classes still never vote together under +1
+    _, s, _ = box_voting(boxes, scores, 0.65, 10, torch.tensor([0, 1]), plus_one=True)
+    assert s.numel() == 0
+
+
+def test_wrapper_votes_with_plus_one_from_config():
+    cfg = get_cfg()
+    ainnoface_d2.add_ainnoface_config(cfg)
+    assert AInnoFaceWithTTA(cfg, SquareDetector().eval()).vote_plus_one is False
+    cfg.TEST.AUG.FACE.VOTE_IOU_PLUS_ONE = True
+    assert AInnoFaceWithTTA(cfg, SquareDetector().eval()).vote_plus_one is True
+
+
+# ---------------------------------------------------------------- face sizes a user asks for
+
+PAPER_ANCHORS = [[8, 11.3137085], [16, 22.627417], [32, 45.254834], [64, 90.509668]]
+PAPER_ANCHORS += [[128, 181.019336], [256, 362.038672]]
+
+
+def test_face_range_copies_worked_example():
+    # The module docstring's example: anchors 8 .. 362, faces 4 .. 1000 px, 640 x 480.
+    copies = face_range_copies(480, 640, PAPER_ANCHORS, min_face=4, max_face=1000, max_side=2100)
+    a_max = 362.038672
+    assert [(round(c.scale, 4), c.flip) for c in copies] == [
+        (round(a_max / 1000, 4), False),
+        (round(a_max / 1000, 4), True),
+        (1.0, False),
+        (1.0, True),
+        (2.0, False),
+        (2.0, True),
+    ]
+    assert all(c.keep == "range" for c in copies)
+    windows = [(c.min_size, c.max_size) for c in copies[::2]]
+    assert windows == [(a_max, math.inf), (8.0, a_max), (0.0, 8.0)]
+    # pixels run, relative to one pass at scale 1
+    assert sum(c.scale**2 for c in copies) == pytest.approx(10.26, abs=0.01)
+
+
+def test_face_range_copies_within_the_anchors_and_caps():
+    # faces the anchors cover: one copy (and its flip) that keeps everything
+    copies = face_range_copies(480, 640, PAPER_ANCHORS, min_face=10, max_face=300)
+    assert copies == [TTACopy(1.0, False, "range"), TTACopy(1.0, True, "range")]
+    assert face_range_copies(480, 640, PAPER_ANCHORS, flip=False) == [TTACopy(1.0, False, "range")]
+    # only a lower bound: scale 1 keeps everything from 8 px up
+    copies = face_range_copies(480, 640, PAPER_ANCHORS, min_face=2, flip=False)
+    assert [(c.scale, c.min_size, c.max_size) for c in copies] == [
+        (1.0, 8.0, math.inf),
+        (4.0, 0.0, 8.0),
+    ]
+    # L = 1000 caps the enlarged copy at an area of 1000^2: sqrt(1e6 / 307200) = 1.804
+    copies = face_range_copies(480, 640, PAPER_ANCHORS, min_face=2, max_side=1000, flip=False)
+    assert copies[-1].scale == pytest.approx(math.sqrt(1e6 / (480 * 640)))
+    with pytest.raises(ValueError, match="min_face"):
+        face_range_copies(480, 640, PAPER_ANCHORS, min_face=50, max_face=20)
+    with pytest.raises(ValueError, match="anchor"):
+        face_range_copies(480, 640, [[0, 8]])
+
+
+class SizeLimitedSquareDetector(SquareDetector):
+    """SquareDetector that, like a real one, sees only squares whose side in ITS input lies in
+    the anchors' range [lo, hi]."""
+
+    def __init__(self, lo, hi):
+        super().__init__()
+        self.lo, self.hi = lo, hi
+
+    def forward(self, batched_inputs):
+        outputs = super().forward(batched_inputs)
+        for out in outputs:
+            inst = out["instances"]
+            wh = inst.pred_boxes.tensor[:, 2:] - inst.pred_boxes.tensor[:, :2]
+            size = wh.prod(dim=1).sqrt()
+            out["instances"] = inst[(size >= self.lo) & (size <= self.hi)]
+        return outputs
+
+
+def _three_squares(scale=1):
+    # tiny (4 px), medium (12 px), big (40 px) squares on a 96 x 128 image, at ``scale``
+    squares = [(8, 8, 12, 12), (40, 20, 52, 32), (72, 40, 112, 80)]
+    squares = [tuple(v * scale for v in s) for s in squares]
+    image = torch.zeros(3, 96 * scale, 128 * scale, dtype=torch.uint8)
+    for x1, y1, x2, y2 in squares:
+        image[:, y1:y2, x1:x2] = 255
+    return image, squares
+
+
+def test_face_range_finds_faces_outside_the_single_scale_range():
+    """Anchors 8 .. 16 px: at scale 1 only the 12-px square is found; asking for faces of
+    4 .. 40 px runs a 2x copy (faces of 4-8 px) and 0.5x and 0.4x copies (16-32, 20-40 px) too
+    and finds all three."""
+    anchors = [[8.0], [16.0]]
+    model = SizeLimitedSquareDetector(8.0, 16.0)
+    image, squares = _three_squares()
+    single = model.eval()([{"image": image, "height": 96, "width": 128}])[0]["instances"]
+    _assert_boxes_close(single.pred_boxes.tensor, [squares[1]], atol=1e-5)
+    tta = _tta(model, face_range=(4.0, 40.0), anchor_sizes=anchors, max_side=1000)
+    assert sorted({c.scale for c in tta.copies(96, 128)}) == [0.4, 0.5, 1.0, 2.0]
+    found = tta([{"image": image}])[0]["instances"]
+    _assert_boxes_close(found.pred_boxes.tensor, squares, atol=1.5)
+    # the same image 3x larger: the 12-px square is now 36 px, beyond the anchors, unless asked
+    big, big_squares = _three_squares(scale=3)
+    tta = _tta(model, face_range=(12.0, 120.0), anchor_sizes=anchors, max_side=1000)
+    found = tta([{"image": big}])[0]["instances"]
+    _assert_boxes_close(found.pred_boxes.tensor, big_squares, atol=3.0)
+
+
+def test_face_detector_min_max_face(monkeypatch):
+    """FaceDetector(min_face, max_face) runs the face-range copies of the config's anchors
+    (8 .. 362 px): a 4-px and a 600-px square, which one pass at scale 1 misses, are found."""
+    import os
+
+    from ainnoface_d2 import FaceDetector
+
+    config = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs")
+    config = os.path.join(config, "ainnoface_R18_cpu.yaml")
+    detector = FaceDetector(config, weights="", min_face=4, max_face=700, confidence_threshold=0.5)
+    assert isinstance(detector.model, AInnoFaceWithTTA) and detector.model.face_range == (4, 700)
+    assert [round(c.scale, 3) for c in detector.model.copies(720, 960)[::2]] == [0.517, 1.0, 2.0]
+    image = np.zeros((720, 960, 3), np.uint8)
+    image[20:24, 30:34] = 255  # 4 px
+    image[100:700, 300:900] = 255  # 600 px
+    a_max = 362.038672
+    monkeypatch.setattr(detector.model, "model", SizeLimitedSquareDetector(8.0, a_max).eval())
+    faces = detector(image)
+    _assert_boxes_close(faces["boxes"], [(30, 20, 34, 24), (300, 100, 900, 700)], atol=1.5)
+    # a single pass finds neither
+    plain = SizeLimitedSquareDetector(8.0, a_max).eval()
+    tensor = torch.as_tensor(image.transpose(2, 0, 1).copy())
+    assert len(plain([{"image": tensor, "height": 720, "width": 960}])[0]["instances"]) == 0
+    with pytest.raises(ValueError, match="tta"):
+        FaceDetector(config, weights="", tta=True, min_face=4)

@@ -90,7 +90,8 @@ def run(mapper, dicts, iters, warmup):
         if i >= warmup:
             decode += t1 - t0
             augment += t2 - t1
-            n_faces += len(out["instances"])
+            inst = out["instances"]  # ignore boxes (INPUT.FACE.IGNORE_REGIONS) are not faces
+            n_faces += int((~inst.gt_ignore).sum()) if inst.has("gt_ignore") else len(inst)
     return decode, augment, n_faces
 
 

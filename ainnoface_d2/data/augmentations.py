@@ -305,25 +305,41 @@ def _kept_by_window(boxes, x0, y0, w, h, scale, min_size):
 
 
 class RandomFaceCrop(_ShapeAugmentation):
-    """SRN's random square crop: side = uniform(scale_range) x the shorter image side, at a
-    uniformly random position. A crop is accepted when it keeps at least one face, i.e. a box
-    whose centre it contains and whose clipped shorter side, after the final resize of the crop
-    to ``output_size``, is at least ``min_face_size``. After ``max_tries`` rejected crops the
-    image is left uncropped (a warning-free fallback: the sample stays valid). Images without
-    boxes take the first crop.
+    """SRN's random square crop at a uniformly random position. Its side is the shorter image
+    side with probability ``full_side_prob``, else uniform(scale_range) x the shorter side.
+    SRN's paper crops two square patches, one with the shorter side and one with U[0.5, 1]
+    of it, and trains on one of them at random: ``scale_range=(0.5, 1), full_side_prob=0.5``.
+    The earlier rule of this project, ``(0.3, 1)`` with probability 0, zooms in up to 3.3x.
+
+    A crop is accepted when it keeps at least one face, i.e. a box whose centre it contains and
+    whose clipped shorter side, after the final resize of the crop to ``output_size``, is at
+    least ``min_face_size``. After ``max_tries`` rejected crops the image is left uncropped (a
+    warning-free fallback: the sample stays valid). Images without boxes take the first crop.
     """
 
-    def __init__(self, scale_range=(0.3, 1.0), max_tries=50, output_size=None, min_face_size=0.0):
+    def __init__(
+        self,
+        scale_range=(0.3, 1.0),
+        max_tries=50,
+        output_size=None,
+        min_face_size=0.0,
+        full_side_prob=0.0,
+    ):
         super().__init__()
         lo, hi = scale_range
         if not 0 < lo <= hi <= 1:
             raise ValueError(f"scale_range must satisfy 0 < low <= high <= 1, got {scale_range}")
+        if not 0 <= full_side_prob <= 1:
+            raise ValueError(f"full_side_prob must be in [0, 1], got {full_side_prob}")
         self._init(locals())
 
     def _sample(self, height, width, boxes):
         short = min(height, width)
         for _ in range(max(1, self.max_tries)):
-            side = max(1, int(_uniform(*self.scale_range) * short))
+            if self.full_side_prob > 0 and np.random.rand() < self.full_side_prob:
+                side = short
+            else:
+                side = max(1, int(_uniform(*self.scale_range) * short))
             x0 = np.random.randint(0, width - side + 1)
             y0 = np.random.randint(0, height - side + 1)
             if len(boxes) == 0:
@@ -344,15 +360,23 @@ class DataAnchorSampling(_ShapeAugmentation):
     ``crop_size`` x ``crop_size`` window containing that face, inside the resized image where it
     is large enough, else covering it whole with ``fill`` around it.
 
+    ``max_upscale``: PyramidBox's official code draws bins only up to the face's own one and caps
+    that bin's target at twice the face, so it never enlarges a face more than 2x (unless a
+    bin's lower end a_j / 2 is itself above that). With ``max_upscale=2`` every bin's interval
+    here becomes [a_j / 2, max(a_j / 2, min(2 a_j, 2 s))]; None keeps the uncapped rule, under
+    which the bin above the nearest one enlarges a face up to 4 a_i / s.
+
     Returns ``TransformList([ResizeTransform, CropPadTransform])``. Images without boxes get
     ``NoOpTransform`` (:class:`FaceSampling` sends them to the crop path instead).
     """
 
-    def __init__(self, anchor_sizes, crop_size, fill=0.0):
+    def __init__(self, anchor_sizes, crop_size, fill=0.0, max_upscale=None):
         super().__init__()
         anchor_sizes = tuple(sorted(float(a) for a in anchor_sizes))
         if not anchor_sizes or anchor_sizes[0] <= 0:
             raise ValueError(f"anchor_sizes must be positive, got {anchor_sizes}")
+        if max_upscale is not None and max_upscale <= 0:
+            raise ValueError(f"max_upscale must be positive or None, got {max_upscale}")
         self._init(locals())
 
     def _sample(self, height, width, boxes):
@@ -368,7 +392,10 @@ class DataAnchorSampling(_ShapeAugmentation):
         sizes = np.asarray(self.anchor_sizes)
         i = int(np.argmin(np.abs(sizes - face_side)))
         j = np.random.randint(0, min(len(sizes) - 1, i + 1) + 1)
-        target = _uniform(sizes[j] / 2.0, sizes[j] * 2.0)
+        high = sizes[j] * 2.0
+        if self.max_upscale is not None:
+            high = max(sizes[j] / 2.0, min(high, self.max_upscale * face_side))
+        target = _uniform(sizes[j] / 2.0, high)
         scale = target / face_side
         new_w = max(1, int(round(width * scale)))
         new_h = max(1, int(round(height * scale)))

@@ -5,13 +5,17 @@ Training applies the SRN / PyramidBox augmentation of :mod:`ainnoface_d2.data.au
 ``INPUT.FACE.TRAIN_SIZE``), keeps the faces whose centre is in the final image, clips them to it
 and drops those with a shorter side below ``INPUT.FACE.MIN_FACE_SIZE``. Only annotations with
 ``iscrowd == 0`` are targets (the converter marks invalid and degenerate WIDER boxes iscrowd=1).
+With ``INPUT.FACE.IGNORE_REGIONS`` the iscrowd=1 boxes (clipped, where they overlap the final
+image) and the faces dropped for their size are kept as ignore boxes instead: they follow the
+same transforms and come out with ``gt_ignore`` True, so the model ignores the anchors on them
+rather than training them as background.
 
 Testing reads the image, resizes it with ``ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST)`` when
 ``INPUT.MIN_SIZE_TEST > 0`` (else keeps the original size) and, when the dict has annotations,
 returns its faces as ``instances`` in the resized image's coordinates.
 
 Output: ``{"image": CHW uint8 tensor in INPUT.FORMAT, "instances": Instances(gt_boxes,
-gt_classes), "height", "width" (original size), "file_name", "image_id"}``.
+gt_classes[, gt_ignore]), "height", "width" (original size), "file_name", "image_id"}``.
 """
 
 import logging
@@ -76,11 +80,15 @@ def build_face_train_augmentation(cfg):
                 max_tries=f.MAX_CROP_TRIES,
                 output_size=f.TRAIN_SIZE,
                 min_face_size=f.MIN_FACE_SIZE,
+                full_side_prob=f.CROP_FULL_SIDE_PROB,
             ),
         ]
     )
     das = DataAnchorSampling(
-        das_anchor_sizes(cfg.MODEL.ANCHOR_GENERATOR.SIZES), crop_size=f.TRAIN_SIZE, fill=fill
+        das_anchor_sizes(cfg.MODEL.ANCHOR_GENERATOR.SIZES),
+        crop_size=f.TRAIN_SIZE,
+        fill=fill,
+        max_upscale=f.DATA_ANCHOR_SAMPLING_MAX_UPSCALE or None,
     )
     augs.append(FaceSampling(das, crop, prob=f.DATA_ANCHOR_SAMPLING_PROB))
     augs.append(RandomHFlip(prob=f.FLIP_PROB))
@@ -94,7 +102,9 @@ class FaceDatasetMapper:
     data-loader worker."""
 
     @configurable
-    def __init__(self, is_train, *, augmentations, image_format, min_face_size=0.0):
+    def __init__(
+        self, is_train, *, augmentations, image_format, min_face_size=0.0, ignore_regions=False
+    ):
         """
         Args:
             is_train (bool): whether the output is for training (sets nothing else by itself).
@@ -103,11 +113,14 @@ class FaceDatasetMapper:
             image_format (str): as in ``detection_utils.read_image``.
             min_face_size (float): faces whose shorter side (after augmentation) is below this
                 are dropped from the targets.
+            ignore_regions (bool): keep iscrowd=1 boxes and the faces dropped for their size as
+                ignore boxes (``instances.gt_ignore``).
         """
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations)
         self.image_format = image_format
         self.min_face_size = float(min_face_size)
+        self.ignore_regions = bool(ignore_regions)
         mode = "training" if is_train else "inference"
         logger.info(f"[FaceDatasetMapper] Augmentations used in {mode}: {augmentations}")
 
@@ -116,16 +129,19 @@ class FaceDatasetMapper:
         if is_train:
             augs = build_face_train_augmentation(cfg)
             min_face_size = cfg.INPUT.FACE.MIN_FACE_SIZE
+            ignore_regions = cfg.INPUT.FACE.IGNORE_REGIONS
         else:
             augs = []
             if cfg.INPUT.MIN_SIZE_TEST > 0:
                 augs.append(T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST))
             min_face_size = 0.0
+            ignore_regions = False
         return {
             "is_train": is_train,
             "augmentations": augs,
             "image_format": cfg.INPUT.FORMAT,
             "min_face_size": min_face_size,
+            "ignore_regions": ignore_regions,
         }
 
     def read_image(self, dataset_dict):
@@ -140,10 +156,10 @@ class FaceDatasetMapper:
         return image
 
     @staticmethod
-    def face_boxes(dataset_dict):
+    def face_boxes(dataset_dict, iscrowd=0):
         """XYXY_ABS boxes (float64, Nx4) and contiguous class ids of the annotations with
-        iscrowd == 0."""
-        annos = [a for a in dataset_dict.get("annotations", ()) if a.get("iscrowd", 0) == 0]
+        ``iscrowd`` (0: the faces; 1: the regions to ignore)."""
+        annos = [a for a in dataset_dict.get("annotations", ()) if a.get("iscrowd", 0) == iscrowd]
         if not annos:
             return np.zeros((0, 4), dtype=np.float64), np.zeros((0,), dtype=np.int64)
         boxes = np.array(
@@ -164,28 +180,33 @@ class FaceDatasetMapper:
             input boxes): the faces whose centre is inside the augmented image and whose
             shorter side is at least ``min_face_size``.
         """
+        image, boxes, keep, _, _ = self.augment_with_ignored(image, boxes)
+        return image, boxes, keep
+
+    def augment_with_ignored(self, image, boxes, ignored=None):
+        """:meth:`augment` that also carries ``ignored`` (Mx4 XYXY_ABS regions) through the same
+        transforms. The augmentations sample their parameters from the faces only.
+
+        Returns:
+            image, boxes, keep as :meth:`augment`; then the ignore boxes (Jx4, clipped to the
+            image, non-empty): the ``ignored`` regions that overlap the image and the faces
+            dropped for their size; and their sources (J indices into ``ignored`` followed by
+            ``boxes``).
+        """
+        ignored = np.zeros((0, 4)) if ignored is None else np.asarray(ignored, dtype=np.float64)
         aug_input = LazyAugInput(image, boxes=np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
-        self.augmentations(aug_input)
+        tfm = self.augmentations(aug_input)
         image = aug_input.image
-        boxes = aug_input.boxes
         h, w = image.shape[:2]
-        cx = (boxes[:, 0] + boxes[:, 2]) * 0.5
-        cy = (boxes[:, 1] + boxes[:, 3]) * 0.5
-        boxes = np.stack(
-            [
-                np.clip(boxes[:, 0], 0, w),
-                np.clip(boxes[:, 1], 0, h),
-                np.clip(boxes[:, 2], 0, w),
-                np.clip(boxes[:, 3], 0, h),
-            ],
-            axis=1,
-        )
+        boxes, inside = _clip_centred(aug_input.boxes, w, h)
         side = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-        ok = (cx >= 0) & (cx <= w) & (cy >= 0) & (cy <= h) & (side > 0)
-        ok &= side >= self.min_face_size
-        ok &= np.isfinite(boxes).all(axis=1)
-        keep = np.nonzero(ok)[0]
-        return image, boxes[keep], keep
+        big = side >= self.min_face_size
+        keep = np.nonzero(inside & big)[0]
+        small = np.nonzero(inside & ~big)[0]
+        regions = _clip(tfm.apply_box(ignored.reshape(-1, 4)), w, h) if len(ignored) else ignored
+        overlap = np.nonzero((regions[:, 2] > regions[:, 0]) & (regions[:, 3] > regions[:, 1]))[0]
+        sources = np.concatenate([overlap, len(ignored) + small]).astype(np.int64)
+        return image, boxes[keep], keep, np.concatenate([regions[overlap], boxes[small]]), sources
 
     def __call__(self, dataset_dict):
         return self.map_image(dataset_dict, self.read_image(dataset_dict))
@@ -194,13 +215,23 @@ class FaceDatasetMapper:
         """The mapper's output for ``dataset_dict`` given its already-read ``image``."""
         orig_h, orig_w = image.shape[:2]
         boxes, classes = self.face_boxes(dataset_dict)
-        image, boxes, keep = self.augment(image, boxes)
+        if self.ignore_regions:
+            crowd, crowd_classes = self.face_boxes(dataset_dict, iscrowd=1)
+            image, boxes, keep, ignored, sources = self.augment_with_ignored(image, boxes, crowd)
+            ignored_classes = np.concatenate([crowd_classes, classes])[sources]
+        else:
+            image, boxes, keep = self.augment(image, boxes)
         if image.ndim == 2:
             image = image[:, :, None]
-        h, w = image.shape[:2]
-        instances = Instances((h, w))
+        instances = Instances(image.shape[:2])
+        classes = classes[keep]
+        if self.ignore_regions:
+            n = len(boxes)
+            boxes = np.concatenate([boxes, ignored])
+            classes = np.concatenate([classes, ignored_classes])
+            instances.gt_ignore = torch.arange(len(boxes)) >= n
         instances.gt_boxes = Boxes(torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4))
-        instances.gt_classes = torch.as_tensor(classes[keep], dtype=torch.int64)
+        instances.gt_classes = torch.as_tensor(classes, dtype=torch.int64)
         return {
             "image": torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "instances": instances,
@@ -209,3 +240,26 @@ class FaceDatasetMapper:
             "file_name": dataset_dict["file_name"],
             "image_id": dataset_dict.get("image_id"),
         }
+
+
+def _clip(boxes, w, h):
+    return np.stack(
+        [
+            np.clip(boxes[:, 0], 0, w),
+            np.clip(boxes[:, 1], 0, h),
+            np.clip(boxes[:, 2], 0, w),
+            np.clip(boxes[:, 3], 0, h),
+        ],
+        axis=1,
+    ).reshape(-1, 4)
+
+
+def _clip_centred(boxes, w, h):
+    """Boxes clipped to the w x h image, and which of them are faces the image holds: centre
+    inside, positive clipped sides, finite."""
+    cx = (boxes[:, 0] + boxes[:, 2]) * 0.5
+    cy = (boxes[:, 1] + boxes[:, 3]) * 0.5
+    clipped = _clip(boxes, w, h)
+    side = np.minimum(clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1])
+    ok = (cx >= 0) & (cx <= w) & (cy >= 0) & (cy <= h) & (side > 0)
+    return clipped, ok & np.isfinite(clipped).all(axis=1)

@@ -12,13 +12,17 @@ background label. Per pyramid level (P2-P7, anchors 2S and 2*sqrt(2)*S, aspect 1
 * Other levels are one-step (step 2 only).
 
 Losses (SRN Eq. 1-2 with AInnoFace's regression loss): sigmoid focal loss for classification,
-``-ln IoU`` for regression, each term normalised by its number of positive anchors (an EMA, as
-Detectron2's RetinaNet does) and weighted from the config. Loss names: ``loss_cls_stc``,
-``loss_box_str`` (step 1), ``loss_cls``, ``loss_box`` (step 2).
+``-ln IoU`` for regression, each term normalised by the number of anchors its step labels face
+(an EMA, as Detectron2's RetinaNet does; step 2's classification and box terms count the same
+positives, whether or not STC removed some from the classification loss) and weighted from the
+config. Loss names: ``loss_cls_stc``, ``loss_box_str`` (step 1), ``loss_cls``, ``loss_box`` (step
+2). STC's filter can wait ``stc_warmup_iters`` iterations (at initialisation every face
+probability is near the prior 0.01, the filter's threshold). Ground truth marked ``gt_ignore``
+(WIDER's invalid faces, faces too small after augmentation) makes the anchors on it ignored.
 """
 
 import logging
-from typing import Dict, List, Tuple
+from typing import Dict, List, NamedTuple, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +33,7 @@ from detectron2.modeling.anchor_generator import build_anchor_generator
 from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.modeling.matcher import Matcher
 from detectron2.modeling.meta_arch.dense_detector import DenseDetector, permute_to_N_HWA_K
-from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
+from detectron2.structures import Boxes, ImageList, Instances, pairwise_ioa, pairwise_iou
 from detectron2.utils.events import get_event_storage
 from fvcore.nn import sigmoid_focal_loss_jit
 from torch import Tensor, nn
@@ -38,7 +42,7 @@ from .head import AInnoFaceHead
 from .inference import decode_detections
 from .losses import box_regression_loss
 
-__all__ = ["AInnoFace"]
+__all__ = ["AInnoFace", "AnchorTargets"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +64,8 @@ class AInnoFace(DenseDetector):
         stc_levels: List[int],
         str_levels: List[int],
         stc_neg_thresh: float = 0.99,
+        stc_warmup_iters: int = 0,
+        ignore_iof_thresh: float = 0.5,
         focal_loss_alpha: float = 0.25,
         focal_loss_gamma: float = 2.0,
         box_reg_loss_type: str = "iou",
@@ -79,6 +85,10 @@ class AInnoFace(DenseDetector):
             step1_matcher / step2_matcher: anchor labelling of the first / second step.
             stc_levels / str_levels: level indices with two-step classification / regression.
             stc_neg_thresh: step-1 background probability above which STC drops an anchor.
+            stc_warmup_iters: training iterations before STC starts filtering step 2's
+                classification loss.
+            ignore_iof_thresh: background anchors covered by an ignore box at least this much
+                (intersection / anchor area) are ignored.
             loss_weights: weights of "loss_cls_stc", "loss_box_str", "loss_cls", "loss_box".
         Other arguments are as in Detectron2's RetinaNet.
         """
@@ -99,6 +109,8 @@ class AInnoFace(DenseDetector):
         self.stc_levels = list(stc_levels)
         self.str_levels = list(str_levels)
         self.stc_neg_thresh = stc_neg_thresh
+        self.stc_warmup_iters = int(stc_warmup_iters)
+        self.ignore_iof_thresh = ignore_iof_thresh
         self.focal_loss_alpha = focal_loss_alpha
         self.focal_loss_gamma = focal_loss_gamma
         self.box_reg_loss_type = box_reg_loss_type
@@ -139,6 +151,10 @@ class AInnoFace(DenseDetector):
             "stc_levels": a.STC_LEVELS,
             "str_levels": a.STR_LEVELS,
             "stc_neg_thresh": a.STC_NEG_THRESH,
+            "stc_warmup_iters": (
+                cfg.SOLVER.WARMUP_ITERS if a.STC_WARMUP_ITERS < 0 else a.STC_WARMUP_ITERS
+            ),
+            "ignore_iof_thresh": a.IGNORE_IOF_THRESH,
             "focal_loss_alpha": a.FOCAL_LOSS_ALPHA,
             "focal_loss_gamma": a.FOCAL_LOSS_GAMMA,
             "box_reg_loss_type": a.BBOX_REG_LOSS_TYPE,
@@ -191,66 +207,101 @@ class AInnoFace(DenseDetector):
 
     # ------------------------------------------------------------------ training
     def forward_training(self, images: ImageList, features, predictions, gt_instances):
-        k = self.num_classes
         step1_logits, step2_logits, step1_deltas, step2_deltas = self._transpose(predictions)
-
         anchors = self.anchors(features[self.num_levels :])
-        slices = self._level_slices(anchors)
+        levels = self._level_slices(anchors)
         refined = self._refine(step1_deltas, anchors)
-        labels1, boxes1, labels2, boxes2 = self.label_anchors(anchors, refined, gt_instances)
-        # Step-2 anchors: the refined ones on STR levels, the original ones elsewhere.
-        n = len(gt_instances)
-        anchors2 = Boxes.cat(anchors).tensor.unsqueeze(0).repeat(n, 1, 1)
-        for lvl, r in zip(self.str_levels, refined):
-            anchors2[:, slices[lvl]] = r
+        targets = self.label_anchors(anchors, refined, gt_instances)
+        step2_anchors = self._step2_anchors(anchors, refined, levels, len(gt_instances))
 
-        # Each term: (kind, positive-anchor mask, inputs of the loss).
-        terms = {}
+        terms: List[_LossTerm] = []
         if self.stc_levels:
-            lab = cat([labels1[:, slices[i]] for i in self.stc_levels], dim=1)
-            valid = lab >= 0
-            terms["stc"] = ("cls", valid & (lab != k), cat(step1_logits, dim=1), lab, valid)
+            labels = cat([targets.step1_labels[:, levels[i]] for i in self.stc_levels], dim=1)
+            terms.append(self._cls_term("loss_cls_stc", cat(step1_logits, dim=1), labels))
         if self.str_levels:
-            lab = cat([labels1[:, slices[i]] for i in self.str_levels], dim=1)
-            gt = cat([boxes1[:, slices[i]] for i in self.str_levels], dim=1)
-            a = cat([anchors[i].tensor for i in self.str_levels]).unsqueeze(0).expand_as(gt)
-            fg = (lab >= 0) & (lab != k)
-            terms["str"] = ("box", fg, a, cat(step1_deltas, dim=1), gt)
-        valid2 = labels2 >= 0
-        if self.stc_levels:
-            # STC: anchors that step 1 confidently calls background leave step 2's cls loss.
-            for i, keep in zip(self.stc_levels, self._stc_keep(step1_logits)):
-                valid2[:, slices[i]] &= keep
-        fg2 = (labels2 >= 0) & (labels2 != k)
-        terms["cls"] = ("cls", valid2 & fg2, cat(step2_logits, dim=1), labels2, valid2)
-        terms["box"] = ("box", fg2, anchors2, cat(step2_deltas, dim=1), boxes2)
-
-        # One host-device sync for all the positive counts (and the logged STC statistic).
-        stats = [t[1].sum() for t in terms.values()] + [valid2.float().mean()]
-        stats = torch.stack(stats).tolist()
-        storage = get_event_storage()
-        if self.stc_levels:
-            storage.put_scalar("stc_kept_fraction", stats[-1])
-        losses = {}
-        for (name, (kind, fg, *inputs)), num_pos in zip(terms.items(), stats):
-            storage.put_scalar(f"num_pos_anchors_{name}", num_pos / n)
-            normalizer = self._ema_update(f"loss_normalizer_{name}", max(num_pos, 1), 100)
-            if kind == "cls":
-                logits, labels, valid = inputs
-                loss = self._cls_loss(logits, labels, valid)
-            else:
-                anchors_t, deltas, gt_boxes = inputs
-                loss = box_regression_loss(
-                    self.box_reg_loss_type,
-                    self.box2box_transform,
-                    anchors_t[fg],
-                    deltas[fg],
-                    gt_boxes[fg],
-                    self.smooth_l1_beta,
+            str_slices = [levels[i] for i in self.str_levels]
+            str_anchors = cat([anchors[i].tensor for i in self.str_levels])
+            terms.append(
+                self._box_term(
+                    "loss_box_str",
+                    str_anchors.unsqueeze(0).expand(len(gt_instances), -1, 4),
+                    cat(step1_deltas, dim=1),
+                    cat([targets.step1_labels[:, sl] for sl in str_slices], dim=1),
+                    cat([targets.step1_boxes[:, sl] for sl in str_slices], dim=1),
                 )
-            key = {"stc": "loss_cls_stc", "str": "loss_box_str"}.get(name, f"loss_{name}")
-            losses[key] = loss / normalizer * self.loss_weights[key]
+            )
+        # STC: anchors that step 1 confidently calls background leave step 2's cls loss.
+        valid2 = targets.step2_labels >= 0
+        stc_keep = self._stc_keep(step1_logits) if self.stc_levels else []
+        kept_stats = [
+            (keep & valid2[:, levels[i]]).sum() / valid2[:, levels[i]].sum().clamp(min=1).float()
+            for i, keep in zip(self.stc_levels, stc_keep)
+        ]
+        if self._stc_filter_on():
+            valid2 = valid2.clone()
+            for i, keep in zip(self.stc_levels, stc_keep):
+                valid2[:, levels[i]] &= keep
+        terms.append(
+            self._cls_term("loss_cls", cat(step2_logits, dim=1), targets.step2_labels, valid2)
+        )
+        terms.append(
+            self._box_term(
+                "loss_box",
+                step2_anchors,
+                cat(step2_deltas, dim=1),
+                targets.step2_labels,
+                targets.step2_boxes,
+            )
+        )
+        return self._normalise(terms, kept_stats, len(gt_instances))
+
+    def _normalise(self, terms, kept_stats, num_images) -> Dict[str, Tensor]:
+        """Divide each summed loss by the EMA of its positive count; log the counts and, per
+        STC level, the kept fraction of its valid anchors. One host-device sync for all."""
+        stats = torch.stack([t.num_pos.float() for t in terms] + kept_stats).tolist()
+        storage = get_event_storage()
+        for i, kept in zip(self.stc_levels, stats[len(terms) :]):
+            level = self.head_in_features[self.num_levels + i]
+            storage.put_scalar(f"stc_kept_fraction_{level}", kept)
+        losses = {}
+        for term, num_pos in zip(terms, stats):
+            name = _STAT_NAMES[term.name]
+            storage.put_scalar(f"num_pos_anchors_{name}", num_pos / num_images)
+            normalizer = self._ema_update(f"loss_normalizer_{name}", max(num_pos, 1), 100)
+            losses[term.name] = term.loss / normalizer * self.loss_weights[term.name]
         return losses
+
+    def _cls_term(self, name, logits, labels, valid=None) -> "_LossTerm":
+        """Summed focal loss of the valid anchors, normalised by the anchors labelled face
+        (the same positives as the step's box term, whether or not STC filtered them)."""
+        if valid is None:
+            valid = labels >= 0
+        faces = (labels >= 0) & (labels != self.num_classes)
+        return _LossTerm(name, self._cls_loss(logits, labels, valid), faces.sum())
+
+    def _box_term(self, name, anchors, deltas, labels, gt_boxes) -> "_LossTerm":
+        """Summed regression loss of the anchors labelled face."""
+        faces = (labels >= 0) & (labels != self.num_classes)
+        loss = box_regression_loss(
+            self.box_reg_loss_type,
+            self.box2box_transform,
+            anchors[faces],
+            deltas[faces],
+            gt_boxes[faces],
+            self.smooth_l1_beta,
+        )
+        return _LossTerm(name, loss, faces.sum())
+
+    def _step2_anchors(self, anchors, refined, levels, num_images) -> Tensor:
+        """(N, R, 4) anchors of step 2: the refined ones on STR levels, the original elsewhere."""
+        out = Boxes.cat(anchors).tensor.unsqueeze(0).repeat(num_images, 1, 1)
+        for lvl, boxes in zip(self.str_levels, refined):
+            out[:, levels[lvl]] = boxes
+        return out
+
+    def _stc_filter_on(self) -> bool:
+        """Whether STC filters step 2's classification loss at this training iteration."""
+        return get_event_storage().iter >= self.stc_warmup_iters
 
     def _stc_keep(self, step1_logits: List[Tensor]) -> List[Tensor]:
         """Per STC level, (N, R_l) masks of anchors whose step-1 face probability is high enough."""
@@ -275,37 +326,48 @@ class AInnoFace(DenseDetector):
         Step 1 matches the original anchors (STEP1 thresholds). Step 2 matches the original
         anchors on non-STR levels and the step-1 refined anchors on STR levels (STEP2
         thresholds), all levels jointly, so each face is matched where it fits best.
+        Ground truth with ``gt_ignore`` True is matched together with the faces: an anchor whose
+        best match is an ignore box is ignored, and so is a background anchor that an ignore box
+        covers (intersection / anchor area >= ``ignore_iof_thresh``).
 
         Returns:
-            labels1, labels2 (N, R) int64: class index for faces, ``num_classes`` for
-                background, -1 for ignored anchors.
-            boxes1, boxes2 (N, R, 4): matched ground-truth boxes (meaningful for faces only).
+            AnchorTargets: ``step1_labels``, ``step2_labels`` (N, R) int64: class index for
+                faces, ``num_classes`` for background, -1 for ignored anchors;
+                ``step1_boxes``, ``step2_boxes`` (N, R, 4): matched face boxes (meaningful
+                for faces only).
         """
         all_anchors = Boxes.cat(anchors)
-        slices = self._level_slices(anchors)
+        levels = self._level_slices(anchors)
         out = ([], [], [], [])
         for img, gt in enumerate(gt_instances):
-            iou = pairwise_iou(gt.gt_boxes, all_anchors)
-            match1 = self.step1_matcher(iou)
-            for lvl, r in zip(self.str_levels, refined):
-                iou[:, slices[lvl]] = pairwise_iou(gt.gt_boxes, Boxes(r[img]))
-            match2 = self.step2_matcher(iou)
-            del iou
-            for (matched_idxs, anchor_labels), labels_out, boxes_out in (
-                (match1, out[0], out[1]),
-                (match2, out[2], out[3]),
-            ):
-                if len(gt) > 0:
-                    boxes = gt.gt_boxes.tensor[matched_idxs]
-                    labels = gt.gt_classes[matched_idxs].clone()
-                    labels[anchor_labels == 0] = self.num_classes
-                    labels[anchor_labels == -1] = -1
-                else:
-                    boxes = torch.zeros_like(all_anchors.tensor)
-                    labels = torch.full_like(matched_idxs, self.num_classes)
-                labels_out.append(labels)
-                boxes_out.append(boxes)
-        return tuple(torch.stack(x) for x in out)
+            faces, ignored = _split_ignored(gt)
+            overlaps = _Overlaps(faces.gt_boxes, ignored.gt_boxes, all_anchors)
+            step1 = self._match(self.step1_matcher, faces, overlaps)
+            for lvl, boxes in zip(self.str_levels, refined):
+                overlaps.replace(levels[lvl], Boxes(boxes[img]))
+            step2 = self._match(self.step2_matcher, faces, overlaps)
+            for lst, x in zip(out, step1 + step2):
+                lst.append(x)
+        return AnchorTargets(*(torch.stack(x) for x in out))
+
+    def _match(self, matcher: Matcher, faces: Instances, overlaps: "_Overlaps"):
+        """(labels (R,), boxes (R, 4)) of one image for one step."""
+        num_faces = len(faces)
+        matched_idxs, match_labels = matcher(overlaps.iou)
+        labels = torch.full_like(matched_idxs, self.num_classes)
+        boxes = torch.zeros(len(matched_idxs), 4, device=matched_idxs.device)
+        if num_faces > 0:
+            is_face = matched_idxs < num_faces
+            face_idxs = matched_idxs.clamp(max=num_faces - 1)
+            labels = torch.where(is_face, faces.gt_classes[face_idxs], labels)
+            boxes = faces.gt_boxes.tensor[face_idxs]
+        labels[match_labels == 0] = self.num_classes
+        labels[match_labels == -1] = -1
+        if overlaps.num_ignored:
+            labels[(match_labels == 1) & (matched_idxs >= num_faces)] = -1
+            covered = overlaps.iof >= self.ignore_iof_thresh
+            labels[(labels == self.num_classes) & covered] = -1
+        return labels, boxes
 
     # ------------------------------------------------------------------ inference
     def forward_inference(self, images: ImageList, features, predictions):
@@ -360,3 +422,51 @@ class AInnoFace(DenseDetector):
             nms_thresh=self.test_nms_thresh,
             max_detections=self.max_detections_per_image,
         )
+
+
+# Suffix of each term's logged positive count and of its normaliser's attribute.
+_STAT_NAMES = {"loss_cls_stc": "stc", "loss_box_str": "str", "loss_cls": "cls", "loss_box": "box"}
+
+
+class AnchorTargets(NamedTuple):
+    """Anchor labels and matched boxes of both steps (see ``AInnoFace.label_anchors``)."""
+
+    step1_labels: Tensor
+    step1_boxes: Tensor
+    step2_labels: Tensor
+    step2_boxes: Tensor
+
+
+class _LossTerm(NamedTuple):
+    name: str  # the loss key, e.g. "loss_cls"
+    loss: Tensor  # summed over the anchors
+    num_pos: Tensor  # positives of its step (its normaliser, before the EMA)
+
+
+def _split_ignored(gt: Instances) -> Tuple[Instances, Instances]:
+    """(faces, ignore boxes) of one image's ground truth (``gt_ignore`` marks the latter)."""
+    if not gt.has("gt_ignore"):
+        return gt, gt[torch.zeros(len(gt), dtype=torch.bool, device=gt.gt_boxes.device)]
+    return gt[~gt.gt_ignore], gt[gt.gt_ignore]
+
+
+class _Overlaps:
+    """IoU of every anchor with the faces and ignore boxes (rows: faces, then ignore boxes) and
+    each anchor's largest intersection-over-anchor-area with an ignore box."""
+
+    def __init__(self, faces: Boxes, ignored: Boxes, anchors: Boxes):
+        self.faces, self.ignored = faces, ignored
+        self.num_ignored = len(ignored)
+        self.iou = pairwise_iou(Boxes.cat([faces, ignored]), anchors)
+        self.iof = self._iof(anchors)
+
+    def _iof(self, anchors: Boxes):
+        if not self.num_ignored:
+            return None
+        return pairwise_ioa(self.ignored, anchors).amax(dim=0)
+
+    def replace(self, columns: slice, anchors: Boxes):
+        """Use ``anchors`` for the anchors in ``columns`` (the refined anchors of a level)."""
+        self.iou[:, columns] = pairwise_iou(Boxes.cat([self.faces, self.ignored]), anchors)
+        if self.num_ignored:
+            self.iof[columns] = self._iof(anchors)

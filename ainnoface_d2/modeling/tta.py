@@ -15,7 +15,9 @@ L = ``MAX_SIDE`` and A the image area (facts in ``PAPER_NOTES.md``):
   by ``ENLARGE_STEP``^t for t = 1..floor(log_{ENLARGE_STEP^2}(L^2/A)) and a last one at
   sqrt(L^2/A), which keep only boxes whose shorter side is below ``ENLARGE_KEEP_MAX_SIDE`` (they
   see the tiny faces). No copy is larger than L^2 pixels, which bounds the memory.
-* A >= L^2: the image resized to area L^2, its flip, and 0.75x and 0.5x copies of that.
+* A >= L^2: the image resized to area L^2 and its flip, and 0.75x and 0.5x copies of that,
+  which, like the shrunk copy above, keep only boxes whose longer side exceeds
+  ``SHRINK_KEEP_MIN_SIDE`` (SRN's ``tools/test.py`` filters them the same way).
 
 ``TEST.AUG.FACE.ENLARGE False`` skips the enlarged copies. SRN uses them to find tiny faces with
 a model trained on 1024-px crops of WIDER FACE; on the small built-in-data model they lower the AP
@@ -23,7 +25,24 @@ a model trained on 1024-px crops of WIDER FACE; on the small built-in-data model
 
 Box sides are measured in the original image's coordinates as ``x2 - x1`` (Detectron2's
 continuous convention, not SRN's ``+1``). The detections of all copies are merged by box voting
-(:func:`box_voting`, S3FD's ``bbox_vote``) and the ``TEST.DETECTIONS_PER_IMAGE`` best are kept.
+(:func:`box_voting`, S3FD's ``bbox_vote``; ``TEST.AUG.FACE.VOTE_IOU_PLUS_ONE`` computes its IoU
+with SRN's +1 pixel convention) and the ``TEST.DETECTIONS_PER_IMAGE`` best are kept.
+
+A detector for the face sizes a user asks for (:func:`face_range_copies`, used by
+``FaceDetector(min_face=..., max_face=...)``): at scale s the anchors see faces of ``a_min / s``
+to ``a_max / s`` original pixels, ``a_min`` and ``a_max`` being the smallest and largest anchor
+sizes (8 and 362 px in the paper configs). Besides scale 1, the image runs shrunk until
+``max_face`` fits (by ``a_min / a_max`` a step, the last step landing on ``a_max / max_face``)
+and enlarged until ``min_face`` does (by ``a_max / a_min`` a step, the last on ``a_min /
+min_face``), so the copies' ranges tile [min_face, max_face]. Each face (sqrt(w h)) is kept from
+the copy nearest scale 1 that sees it, and each copy runs flipped too, since box voting drops
+boxes that only one copy found.
+
+Worked example, paper config, ``min_face=4, max_face=1000``, a 640 x 480 photo: copies at 2x
+(1280 x 960: faces of 4-8 px become 8-16 px; it keeps the faces below 8 px), 1x (keeps 8-362
+px) and 0.362x (232 x 174: faces of 362-1000 px become 131-362 px; keeps those above 362 px),
+each also flipped: 6 passes over 10.3 times the pixels of the single-scale test. The enlarged
+copies are limited to an area of ``MAX_SIDE``^2 pixels (a warning says what that leaves out).
 """
 
 import logging
@@ -40,7 +59,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torchvision.ops import box_iou
 
-__all__ = ["AInnoFaceWithTTA", "TTACopy", "face_tta_copies", "box_voting"]
+__all__ = ["AInnoFaceWithTTA", "TTACopy", "face_tta_copies", "face_range_copies", "box_voting"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,13 +74,15 @@ _IOU_BLOCK_ROWS = 1024
 class TTACopy(NamedTuple):
     """One augmented copy: resize factor, horizontal flip, and which boxes it contributes.
 
-    ``keep`` is ``"all"``, ``"large"`` (longer side > the shrink threshold) or ``"small"``
-    (shorter side < the enlarge threshold).
+    ``keep`` is ``"all"``, ``"large"`` (longer side > the shrink threshold), ``"small"``
+    (shorter side < the enlarge threshold) or ``"range"`` (sqrt(w h) in [min_size, max_size]).
     """
 
     scale: float
     flip: bool
     keep: str
+    min_size: float = 0.0
+    max_size: float = math.inf
 
 
 def face_tta_copies(
@@ -107,8 +128,66 @@ def face_tta_copies(
         copies.append(TTACopy(base, False, "all"))
         if flip:
             copies.append(TTACopy(base, True, "all"))
-        copies.extend(TTACopy(base * s, False, "all") for s in _LARGE_IMAGE_EXTRA_SCALES)
+        copies.extend(TTACopy(base * s, False, "large") for s in _LARGE_IMAGE_EXTRA_SCALES)
     return copies
+
+
+def face_range_copies(
+    height: int,
+    width: int,
+    anchor_sizes,
+    min_face: float | None = None,
+    max_face: float | None = None,
+    max_side: float | None = None,
+    flip: bool = True,
+) -> List[TTACopy]:
+    """The copies that let a detector with ``anchor_sizes`` find faces from ``min_face`` to
+    ``max_face`` pixels (sqrt(w h), original image) in a ``height`` x ``width`` image; see the
+    module docstring. ``anchor_sizes`` is ``MODEL.ANCHOR_GENERATOR.SIZES`` (nested or flat);
+    None for a bound means the anchors' own. ``max_side`` (L) caps the enlarged copy's area at
+    L^2 pixels (a warning says when that leaves the smallest faces out of reach).
+    """
+    sizes = _flat(anchor_sizes)
+    if not sizes or min(sizes) <= 0:
+        raise ValueError(f"anchor sizes must be positive, got {anchor_sizes}")
+    if height <= 0 or width <= 0:
+        raise ValueError(f"Image size must be positive, got {height}x{width}.")
+    a_min, a_max = min(sizes), max(sizes)
+    min_face = a_min if min_face is None else float(min_face)
+    max_face = a_max if max_face is None else float(max_face)
+    if not 0 < min_face <= max_face:
+        raise ValueError(f"need 0 < min_face <= max_face, got {min_face} and {max_face}")
+    scales = [1.0]
+    while max_face > a_max / scales[0]:  # shrink until the largest face fits the anchors
+        scales.insert(0, max(scales[0] * a_min / a_max, a_max / max_face))
+    largest = math.inf
+    if max_side:
+        largest = max(1.0, max_side / math.sqrt(height * width))
+    while min_face < a_min / scales[-1] and scales[-1] < largest:  # enlarge for the smallest
+        scales.append(min(scales[-1] * a_max / a_min, a_min / min_face, largest))
+    if min_face < a_min / scales[-1]:
+        logger.warning(
+            "min_face=%g needs a %.2fx copy of this %dx%d image; capped at %.2fx (area "
+            "TEST.AUG.FACE.MAX_SIDE^2): faces below %.1f px may be missed.",
+            min_face, a_min / min_face, width, height, scales[-1], a_min / scales[-1],
+        )  # fmt: skip
+    # Each face goes to the copy nearest scale 1 that sees it: between two shrunk copies the
+    # boundary is the larger scale's a_max, between two enlarged ones the smaller scale's a_min.
+    bounds = [math.inf]
+    for s_a, s_b in zip(scales, scales[1:]):
+        bounds.append(a_max / s_b if s_b <= 1 else a_min / s_a)
+    bounds.append(0.0)
+    copies = []
+    for k, scale in enumerate(scales):
+        for flipped in (False, True) if flip else (False,):
+            copies.append(TTACopy(scale, flipped, "range", bounds[k + 1], bounds[k]))
+    return copies
+
+
+def _flat(x) -> List[float]:
+    if isinstance(x, list | tuple):
+        return [v for item in x for v in _flat(item)]
+    return [float(x)]
 
 
 def box_voting(
@@ -117,6 +196,7 @@ def box_voting(
     iou_threshold: float,
     max_detections: int,
     classes: torch.Tensor | None = None,
+    plus_one: bool = False,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Merge overlapping detections by score-weighted voting (S3FD's ``bbox_vote``).
 
@@ -136,6 +216,8 @@ def box_voting(
         iou_threshold: IoU at or above which a box joins the cluster.
         max_detections: at most this many merged boxes are returned.
         classes: optional (N,) integer labels.
+        plus_one: IoU with the inclusive-pixel convention of SRN's ``bbox_vote`` (a box covers
+            ``x2 - x1 + 1`` pixels), which merges small boxes more readily.
 
     Returns:
         boxes (M, 4), scores (M,), classes (M,) or None, sorted by decreasing score, M <=
@@ -150,10 +232,12 @@ def box_voting(
     boxes, scores = boxes[order], scores[order]
     classes = classes[order] if classes is not None else None
     iou_boxes = boxes
+    if plus_one:
+        iou_boxes = torch.cat([boxes[:, :2], boxes[:, 2:] + 1], dim=1)
     if classes is not None and boxes.numel() > 0:
         # Shift each class to its own region, as torchvision's batched_nms does.
-        offsets = classes.to(boxes) * (boxes.max() - boxes.min() + 1)
-        iou_boxes = boxes + offsets[:, None]
+        offsets = classes.to(boxes) * (boxes.max() - boxes.min() + 2)
+        iou_boxes = iou_boxes + offsets[:, None]
     rows, cols = [], []
     for start in range(0, len(boxes), _IOU_BLOCK_ROWS):
         block = box_iou(iou_boxes[start : start + _IOU_BLOCK_ROWS], iou_boxes) >= iou_threshold
@@ -226,6 +310,9 @@ class AInnoFaceWithTTA(nn.Module):
         enlarge: bool = True,
         vote_iou: float = 0.5,
         max_detections: int = 750,
+        vote_plus_one: bool = False,
+        face_range: Tuple[float | None, float | None] | None = None,
+        anchor_sizes=None,
     ):
         """
         Args:
@@ -239,6 +326,10 @@ class AInnoFaceWithTTA(nn.Module):
             enlarge: run the enlarged copies at all.
             vote_iou: IoU threshold of box voting.
             max_detections: detections kept per image after voting.
+            vote_plus_one: box voting's IoU with SRN's +1 pixel convention.
+            face_range: (min_face, max_face) in pixels, either may be None: run the copies of
+                :func:`face_range_copies` for ``anchor_sizes`` instead of SRN's.
+            anchor_sizes: the model's anchor sizes (``MODEL.ANCHOR_GENERATOR.SIZES``).
         """
         super().__init__()
         if isinstance(model, DistributedDataParallel):
@@ -253,6 +344,11 @@ class AInnoFaceWithTTA(nn.Module):
         self.enlarge = enlarge
         self.vote_iou = vote_iou
         self.max_detections = max_detections
+        self.vote_plus_one = vote_plus_one
+        if face_range is not None and anchor_sizes is None:
+            raise ValueError("face_range needs the model's anchor_sizes")
+        self.face_range = face_range
+        self.anchor_sizes = anchor_sizes
 
     @classmethod
     def from_config(cls, cfg, model):
@@ -268,10 +364,16 @@ class AInnoFaceWithTTA(nn.Module):
             "enlarge": aug.ENLARGE,
             "vote_iou": aug.VOTE_IOU,
             "max_detections": cfg.TEST.DETECTIONS_PER_IMAGE,
+            "vote_plus_one": aug.VOTE_IOU_PLUS_ONE,
+            "anchor_sizes": cfg.MODEL.ANCHOR_GENERATOR.SIZES,
         }
 
     def copies(self, height: int, width: int) -> List[TTACopy]:
         """The augmented copies run for an image of this size."""
+        if self.face_range is not None:
+            return face_range_copies(
+                height, width, self.anchor_sizes, *self.face_range, self.max_side, self.flip
+            )
         return face_tta_copies(
             height,
             width,
@@ -307,6 +409,7 @@ class AInnoFaceWithTTA(nn.Module):
             self.vote_iou,
             self.max_detections,
             torch.cat(all_classes),
+            plus_one=self.vote_plus_one,
         )
         result = Instances((height, width))
         result.pred_boxes = Boxes(boxes)
@@ -336,6 +439,9 @@ class AInnoFaceWithTTA(nn.Module):
             keep = sides.max(dim=1).values > self.shrink_keep_min_side
         elif copy.keep == "small":
             keep = sides.min(dim=1).values < self.enlarge_keep_max_side
+        elif copy.keep == "range":
+            size = sides.clamp(min=0).prod(dim=1).sqrt()
+            keep = (size >= copy.min_size) & (size <= copy.max_size)
         else:
             keep = torch.ones(len(boxes), dtype=torch.bool, device=boxes.device)
         if out.has("pred_classes"):
