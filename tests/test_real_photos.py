@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import ainnoface_d2  # noqa: F401  (compat shims before detectron2)
-from ainnoface_d2.data.wider_face import parse_bbx_gt
+from ainnoface_d2.data.wider_face_format import parse_bbx_gt
 
 import cv2
 import numpy as np

@@ -4,7 +4,7 @@ starting from realmax / realmin('single') (so in single precision) for the MATLA
 from 1 / 0 for the Python port."""
 
 import ainnoface_d2  # noqa: F401
-from ainnoface_d2.evaluation.wider_face_evaluation import _normalise_scores
+from ainnoface_d2.evaluation.wider_face_protocol import _normalise_scores
 
 import numpy as np
 import pytest

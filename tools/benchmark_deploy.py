@@ -196,8 +196,8 @@ def measure(run, batch, reps, warmup=1):
 
 def route_ap(detector_kwargs, backend, precision, dataset):
     """Easy / medium / hard AP (official protocol) of one route on a registered WIDER split."""
+    from ainnoface_d2.data.wider_face_format import image_key
     from ainnoface_d2.evaluation import evaluate, gt_from_dataset_dicts
-    from ainnoface_d2.evaluation.wider_face_evaluation import image_key
 
     from detectron2.data import DatasetCatalog
     from detectron2.data.detection_utils import read_image

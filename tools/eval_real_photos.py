@@ -10,7 +10,7 @@ The model runs through :class:`ainnoface_d2.predictor.FaceDetector`, as in ``too
 score together and matched greedily to the hand-drawn boxes: a detection is a true positive when
 its best-overlapping box has IoU >= 0.5 and is not taken yet, else a false positive (PASCAL VOC
 2010+ rule). AP is the area under the monotone precision envelope (VOC all-point,
-:func:`ainnoface_d2.evaluation.wider_face_evaluation.voc_ap`). It also prints how many faces are
+:func:`ainnoface_d2.evaluation.wider_face_protocol.voc_ap`). It also prints how many faces are
 found at ``--score-threshold`` and how many detections there are false, and writes
 ``real_photos_metrics.json`` and the drawn photos (hand-drawn boxes blue, detections green with
 scores, false ones red) under ``--output``.
@@ -26,8 +26,8 @@ import sys
 from pathlib import Path
 
 import ainnoface_d2  # noqa: F401  (compat shims before detectron2)
-from ainnoface_d2.data.wider_face import parse_bbx_gt
-from ainnoface_d2.evaluation.wider_face_evaluation import voc_ap
+from ainnoface_d2.data.wider_face_format import parse_bbx_gt
+from ainnoface_d2.evaluation.wider_face_protocol import voc_ap
 
 import cv2
 import numpy as np

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.wider_face_format import SPLITS
+
 __all__ = [
     "GENERATOR_VERSION",
     "EVENTS",
@@ -20,7 +22,6 @@ __all__ = [
 GENERATOR_VERSION = 1
 # Events (WIDER's "<n>--<Name>" folders): what kind of scene an image is, see render.py.
 EVENTS = ("0--Synthetic", "1--Crowd", "2--Portrait")
-SPLITS = ("train", "val", "test")
 
 
 @dataclass
