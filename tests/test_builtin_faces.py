@@ -7,7 +7,6 @@ with scipy.io.loadmat, and compared with the official .mat files in ../shared wh
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from pathlib import Path
 
 from ainnoface_d2.data.builtin_faces import FaceRecord, build_builtin_faces, eval_settings
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 import scipy.io
 import skimage.data
+from _scripts import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_GT = Path(__file__).resolve().parents[2] / "shared" / "widerface" / "ground_truth"
@@ -298,11 +298,7 @@ def test_stamp_skip_force_and_foreign_dir(tmp_path, capsys):
         build_builtin_faces(foreign, seed=0, **counts)
 
     # The CLI wrapper prints where it wrote and the sizes.
-    spec = importlib.util.spec_from_file_location(
-        "prepare_builtin_faces", REPO / "datasets" / "prepare_builtin_faces.py"
-    )
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = load_script("datasets/prepare_builtin_faces.py")
     out_root = tmp_path / "cli"
     argv = [
         "--root",
@@ -368,11 +364,7 @@ def test_real_photo_check_set_is_not_a_training_source():
     """The scikit-image photos of datasets/real_photos must never be pasted as backgrounds."""
     from ainnoface_d2.builtin_faces import sources
 
-    spec = importlib.util.spec_from_file_location(
-        "prepare_real_photos", REPO / "datasets" / "prepare_real_photos.py"
-    )
-    real = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(real)
+    real = load_script("datasets/prepare_real_photos.py")
     held_out = {inner for origin, inner, _ in real.PHOTOS.values() if origin == "skimage"}
     assert held_out == {"astronaut.png", "camera.png"}
     assert not held_out & set(sources._SKIMAGE_FILES)

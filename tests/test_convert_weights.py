@@ -1,32 +1,21 @@
 """tools/convert_torchvision_to_d2.py: converted torchvision ResNets reproduce their features in
 Detectron2's ResNet backbone, loaded through DetectionCheckpointer."""
 
-import importlib.util
 import logging
 import pickle
-from pathlib import Path
 
 import ainnoface_d2  # noqa: F401  (compat shims before detectron2)
 
 import pytest
 import torch
 import torchvision
+from _scripts import load_script
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone import build_resnet_backbone
 
-_TOOL = Path(__file__).resolve().parents[1] / "tools" / "convert_torchvision_to_d2.py"
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("convert_torchvision_to_d2", _TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = _load_tool()
+tool = load_script("tools/convert_torchvision_to_d2.py")
 
 
 def _random_torchvision_resnet(arch):

@@ -1,6 +1,5 @@
 """ainnoface_d2.predictor.FaceDetector and tools/demo.py, on the tiny CPU AInnoFace config."""
 
-import importlib.util
 import logging
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from _scripts import load_script
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.structures import Boxes, Instances
 from torch import nn
@@ -20,14 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / "configs" / "ainnoface_R18_cpu.yaml")
 
 
-def _load_demo():
-    spec = importlib.util.spec_from_file_location("ainnoface_demo_tool", REPO / "tools/demo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo_tool = _load_demo()
+demo_tool = load_script("tools/demo.py", "ainnoface_demo_tool")
 
 
 class FixedDetector(nn.Module):

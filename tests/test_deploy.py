@@ -28,7 +28,8 @@ from ainnoface_d2.export.runtimes import (
 import numpy as np
 import pytest
 import torch
-from _builtin_fixture import REPO, SMALL_CONFIG, TINY_MODEL_OPTS
+from _builtin_fixture import SMALL_CONFIG, TINY_MODEL_OPTS
+from _scripts import load_script
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
@@ -208,9 +209,7 @@ def test_torchscript_loads_without_the_package(trained):
 
 
 def test_export_tool_writes_both_formats_and_metadata(trained, tmp_path):
-    spec = importlib.util.spec_from_file_location("export_tool", REPO + "/tools/export_model.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_script("tools/export_model.py", "export_tool")
     for fmt, name in (("onnx", "model.onnx"), ("torchscript", "model.ts")):
         out = tmp_path / fmt
         argv = ["--config-file", SMALL_CONFIG, "--format", fmt, "--output", str(out)]

@@ -1,7 +1,6 @@
 """ainnoface_d2.engine and tools/train_net.py: the labelled test-size protocols and the check of
 MODEL.WEIGHTS before any work starts."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -20,6 +19,7 @@ from _builtin_fixture import (
     register_tiny_faces,
     tiny_train_opts,
 )
+from _scripts import load_script
 
 PAPER_CONFIG = os.path.join(REPO, "configs", "ainnoface_R50.yaml")
 
@@ -88,11 +88,7 @@ def test_eval_only_runs_several_labelled_protocols(tmp_path):
     """One --eval-only call with two test-size protocols: each writes its own outputs, and the
     metrics JSON and the results name the protocol."""
     # The tool's own command line is what is tested here, so the script is loaded as a module.
-    spec = importlib.util.spec_from_file_location(
-        "train_net", os.path.join(REPO, "tools/train_net.py")
-    )
-    train_net = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_net)
+    train_net = load_script("tools/train_net.py")
     prefix = "engine_test_faces"
     register_tiny_faces(prefix, make_tiny_faces(tmp_path / "faces", num_train=2, num_val=3))
     out = tmp_path / "out"

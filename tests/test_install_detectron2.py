@@ -1,18 +1,13 @@
 """tools/install_detectron2.py: which package index it reads, without pip's private modules."""
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "install_detectron2.py"
+from _scripts import load_script
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("install_detectron2", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/install_detectron2.py")
 
 
 def test_index_url_from_env_then_pip_config_then_pypi(monkeypatch):

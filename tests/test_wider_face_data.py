@@ -6,7 +6,6 @@ need them skip without it) are checked against its README and against an indepen
 the official .mat files with scipy.
 """
 
-import importlib.util
 import json
 import logging
 from pathlib import Path
@@ -24,6 +23,7 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io
+from _scripts import load_script
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.detection_utils import read_image
 from detectron2.structures import BoxMode
@@ -707,12 +707,7 @@ def test_sizes_from_jpeg_headers(tmp_path):
 
 
 def _load_cli():
-    spec = importlib.util.spec_from_file_location(
-        "prepare_wider_face", REPO / "datasets/prepare_wider_face.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("datasets/prepare_wider_face.py")
 
 
 def _make_root(root):

@@ -27,6 +27,7 @@ from ainnoface_d2.evaluation import (
 
 import numpy as np
 import pytest
+from _scripts import load_script
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 GT_DIR = SHARED / "widerface" / "ground_truth"
@@ -380,7 +381,6 @@ def _write_mat_gt(d, gt):
 
 
 def test_mat_loader_and_cli(tmp_path, capsys):
-    import importlib.util
 
     gt, preds = _hand_case()
     gt.pop(("ev", "D"))  # scipy cannot store a 0x4 cell entry the way MATLAB does
@@ -392,11 +392,7 @@ def test_mat_loader_and_cli(tmp_path, capsys):
         for s in ("easy", "medium", "hard"):
             np.testing.assert_array_equal(loaded[k].keep[s], gt[k].keep["hard"])
     write_submission_dir(tmp_path / "pred", preds)
-    spec = importlib.util.spec_from_file_location(
-        "evaluate_wider_face", Path(__file__).resolve().parents[1] / "tools/evaluate_wider_face.py"
-    )
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = load_script("tools/evaluate_wider_face.py")
     res = cli.main(["--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")])
     # Same as the hand example; image D (no GT boxes) is not in this ground truth, so its score
     # 0.25 is not read: min-max still spans [0, 1].
@@ -598,13 +594,8 @@ def test_dataset_evaluator(tmp_path):
 # tools/evaluate_wider_face.py: errors are one line with the file (and line) and exit status 2
 # ---------------------------------------------------------------------------------------------
 def _cli_error(tmp_path, capsys, pred, gt):
-    import importlib.util
 
-    spec = importlib.util.spec_from_file_location(
-        "evaluate_wider_face", Path(__file__).resolve().parents[1] / "tools/evaluate_wider_face.py"
-    )
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = load_script("tools/evaluate_wider_face.py")
     with pytest.raises(SystemExit) as e:
         cli.main(["--pred", str(pred), "--gt", str(gt)])
     assert e.value.code == 2
@@ -647,18 +638,13 @@ def test_cli_errors_are_one_line_with_exit_status_2(tmp_path, capsys):
 
 
 def test_cli_labels_every_ap_with_both_protocols(tmp_path, capsys):
-    import importlib.util
     import json
 
     gt, preds = _hand_case()
     gt.pop(("ev", "D"))
     _write_mat_gt(tmp_path / "gt", gt)
     write_submission_dir(tmp_path / "pred", preds)
-    spec = importlib.util.spec_from_file_location(
-        "evaluate_wider_face", Path(__file__).resolve().parents[1] / "tools/evaluate_wider_face.py"
-    )
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = load_script("tools/evaluate_wider_face.py")
     argv = ["--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--size-protocol"]
     cli.main(argv + ["vga", "--protocol", "python", "--json", str(tmp_path / "m.json")])
     lines = [line for line in capsys.readouterr().out.splitlines() if "Val AP" in line]
