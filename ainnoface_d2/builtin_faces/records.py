@@ -11,6 +11,8 @@ from ..data.wider_face_format import SPLITS
 __all__ = [
     "GENERATOR_VERSION",
     "EVENTS",
+    "SCENE_EVENTS",
+    "PHOTO_EVENT",
     "SPLITS",
     "FaceRecord",
     "ImageRecord",
@@ -21,7 +23,10 @@ __all__ = [
 # Bump whenever the output for a given seed changes, so old stamps no longer match.
 GENERATOR_VERSION = 1
 # Events (WIDER's "<n>--<Name>" folders): what kind of scene an image is, see render.py.
-EVENTS = ("0--Synthetic", "1--Crowd", "2--Portrait")
+# "3--Photo" (train only, when the build is given photos): real photographs, see photos.py.
+EVENTS = ("0--Synthetic", "1--Crowd", "2--Portrait", "3--Photo")
+SCENE_EVENTS = EVENTS[:3]
+PHOTO_EVENT = EVENTS[3]
 
 
 @dataclass
@@ -29,7 +34,7 @@ class FaceRecord:
     """One pasted face: its box ``[x, y, w, h]`` (0-based pixels) and WIDER attributes."""
 
     box: tuple[int, int, int, int]
-    source_index: int  # index into skimage.data.lfw_subset()
+    source_index: int  # index into skimage.data.lfw_subset(), or 1000 + k for photo face k
     blur: int
     expression: int
     illumination: int

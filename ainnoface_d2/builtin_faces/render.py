@@ -17,7 +17,14 @@ import numpy as np
 from .records import FaceRecord, ImageRecord
 from .sources import FACE_RANGE, NON_FACE_RANGE, PARTIAL_FACE_NON_FACES, SKIN_TONES
 
-__all__ = ["render_image", "blur_label"]
+__all__ = ["render_image", "render_photo_image", "photo_face_patches", "blur_label"]
+
+# Train split with photos: the share of pasted faces that are real photo faces (the rest LFW).
+PHOTO_FACE_PROB = 0.5
+# Context kept around a photo face (fraction of its box side on each side), faded out by the mask.
+PHOTO_FACE_MARGIN = 0.35
+# Photo faces are FaceRecord.source_index PHOTO_FACE_INDEX + k (LFW faces are 0-99).
+PHOTO_FACE_INDEX = 1000
 
 
 def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -115,12 +122,100 @@ def blur_label(sigma: float, h: int) -> int:
     return 0
 
 
-def _draw_faces(rng, canvas, record: ImageRecord, sizes: list[int], crops) -> list:
-    """Paste LFW faces of the given widths where they fit; returns the boxes placed."""
+def photo_face_patches(photos) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
+    """Each face of ``photos`` ((RGB, boxes) pairs) with :data:`PHOTO_FACE_MARGIN` of context:
+    (patch, its face box ``[x, y, w, h]`` inside the patch)."""
+    out = []
+    for img, boxes in photos:
+        ih, iw = img.shape[:2]
+        for x, y, w, h in boxes:
+            m = PHOTO_FACE_MARGIN
+            x0, y0 = max(0, int(x - m * w)), max(0, int(y - m * h))
+            x1, y1 = min(iw, int(x + w + m * w)), min(ih, int(y + h + m * h))
+            out.append((img[y0:y1, x0:x1].copy(), (int(x - x0), int(y - y0), int(w), int(h))))
+    return out
+
+
+def _photo_face(rng, patch_src, w: int, max_w: int, max_h: int):
+    """A photo face rescaled to face width ``w`` and jittered: (patch, alpha, face box in it,
+    blur sigma, gain), or None when it does not fit."""
+    src, (fx, fy, fw, fh) = patch_src
+    k = w / fw
+    pw, ph = round(src.shape[1] * k), round(src.shape[0] * k)
+    if pw > max_w or ph > max_h or pw < 2 or ph < 2:
+        return None
+    box = (round(fx * k), round(fy * k), w, max(1, round(fh * k)))
+    patch = _resize(src, pw, ph)
+    if rng.random() < 0.5:
+        patch = patch[:, ::-1]
+        box = (pw - box[0] - box[2], box[1], box[2], box[3])
+    sigma = float(rng.uniform(0.5, 2.0)) if rng.random() < 0.25 else 0.0
+    if sigma > 0:
+        patch = cv2.GaussianBlur(np.ascontiguousarray(patch), (0, 0), sigma)
+    if rng.random() < 0.2:
+        patch = np.repeat(patch.mean(axis=2, keepdims=True), 3, axis=2)
+    gain = float(rng.uniform(0.5, 1.4))
+    mean = patch.mean()
+    patch = (patch - mean) * rng.uniform(0.75, 1.3) + mean
+    patch = np.clip(patch * gain + rng.uniform(-0.06, 0.06), 0.0, 1.0).astype(np.float32)
+    # Oval alpha that is 1 over the face and fades out over the context around it.
+    ys = (np.arange(ph, dtype=np.float32) + 0.5)[:, None]
+    xs = (np.arange(pw, dtype=np.float32) + 0.5)[None, :]
+    cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
+    r = np.sqrt(((xs - cx) / (0.5 * pw)) ** 2 + ((ys - cy) / (0.5 * ph)) ** 2)
+    t = np.clip((1.0 - r) / 0.35, 0.0, 1.0)
+    alpha = np.maximum(t * t * (3 - 2 * t), _inside(box, pw, ph)).astype(np.float32)
+    return patch, alpha, box, sigma, gain
+
+
+def _inside(box, w: int, h: int) -> np.ndarray:
+    m = np.zeros((h, w), dtype=np.float32)
+    x, y, bw, bh = box
+    m[max(0, y) : y + bh, max(0, x) : x + bw] = 1.0
+    return m
+
+
+def _draw_photo_face(rng, canvas, record: ImageRecord, s: int, placed, photo_faces) -> None:
+    """One real photo face of width ``s``, placed where its patch touches no other face."""
+    k = int(rng.integers(len(photo_faces)))
+    made = _photo_face(rng, photo_faces[k], s, record.width - 2, record.height - 2)
+    if made is None:
+        return
+    patch, alpha, (fx, fy, fw, fh), sigma, gain = made
+    ph, pw = alpha.shape
+    for _ in range(60):
+        x = int(rng.integers(0, record.width - pw + 1))
+        y = int(rng.integers(0, record.height - ph + 1))
+        if not _intersects((x, y, pw, ph), placed):
+            break
+    else:
+        return
+    placed.append((x, y, pw, ph))
+    _paste(canvas, patch, alpha, x, y)
+    record.faces.append(
+        FaceRecord(
+            box=(x + fx, y + fy, fw, min(fh, record.height - y - fy)),
+            source_index=PHOTO_FACE_INDEX + k,
+            blur=blur_label(sigma, fh),
+            expression=0,
+            illumination=int(gain < 0.65),
+            invalid=0,
+            occlusion=0,
+            pose=0,
+        )
+    )
+
+
+def _draw_faces(rng, canvas, record: ImageRecord, sizes: list[int], crops, photo_faces=()) -> list:
+    """Paste LFW faces (and, given ``photo_faces``, real photo faces) of the given widths where
+    they fit; returns the regions placed."""
     w_img, h_img = record.width, record.height
     face_ids = list(FACE_RANGE[record.split])
     placed: list[tuple[int, int, int, int]] = []
     for s in sizes:
+        if photo_faces and rng.random() < PHOTO_FACE_PROB:
+            _draw_photo_face(rng, canvas, record, s, placed, photo_faces)
+            continue
         w = min(s, w_img - 2)
         h = min(int(round(s * rng.uniform(1.0, 1.25))), h_img - 2)
         for _ in range(60):
@@ -204,6 +299,7 @@ def render_image(
     event: str,
     name: str,
     faceless: bool = False,
+    photo_faces=(),
 ) -> tuple[np.ndarray, ImageRecord]:
     """Draw one image. Returns (uint8 BGR image, its metadata)."""
     w_img = int(rng.integers(400, 801))
@@ -211,11 +307,79 @@ def render_image(
     canvas = _background(rng, backgrounds, w_img, h_img)
     record = ImageRecord(split=split, event=event, name=name, width=w_img, height=h_img)
     sizes = [] if faceless else sorted(_face_sizes(rng, event), reverse=True)
-    placed = _draw_faces(rng, canvas, record, sizes, crops)
+    placed = _draw_faces(rng, canvas, record, sizes, crops, photo_faces)
     _draw_distractors(rng, canvas, record, placed, crops)
     _draw_occluders(rng, canvas, record, backgrounds)
-    # Camera-like finish over everything: a colour cast and sensor noise.
+    return _finish(rng, canvas), record
+
+
+def _finish(rng, canvas: np.ndarray) -> np.ndarray:
+    """Camera-like finish over everything: a colour cast and sensor noise; RGB float -> BGR."""
     canvas = canvas * rng.uniform(0.9, 1.1, size=3).astype(np.float32)
     noise = rng.normal(0.0, rng.uniform(0.0, 3.0) / 255.0, size=canvas.shape).astype(np.float32)
     rgb = np.clip((canvas + noise) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(rgb[..., ::-1]), record
+    return np.ascontiguousarray(rgb[..., ::-1])
+
+
+def render_photo_image(
+    rng: np.random.Generator,
+    photo: tuple[np.ndarray, np.ndarray],
+    backgrounds: list[np.ndarray],
+    split: str,
+    event: str,
+    name: str,
+) -> tuple[np.ndarray, ImageRecord]:
+    """One real photo, rescaled so its faces are 12-400 px wide, cropped to (or placed on a
+    background of) a 400-800 x 360-640 canvas, colour / blur / greyscale jittered. Faces cut by
+    the crop keep their visible part; one less than half visible is marked invalid (ignored)."""
+    img, boxes = photo
+    w_img = int(rng.integers(400, 801))
+    h_img = int(rng.integers(360, 641))
+    ref = float(np.median(boxes[:, 2])) if len(boxes) else 150.0
+    k = float(np.exp(rng.uniform(np.log(12), np.log(400)))) / ref
+    sh, sw = max(1, round(img.shape[0] * k)), max(1, round(img.shape[1] * k))
+    scaled = _resize(img, sw, sh)
+    if rng.random() < 0.5:
+        scaled = scaled[:, ::-1]
+        boxes = boxes.copy()
+        boxes[:, 0] = img.shape[1] - boxes[:, 0] - boxes[:, 2]
+    canvas = _background(rng, backgrounds, w_img, h_img)
+    # Offset of the scaled photo in the canvas: a random crop where it is larger, a random
+    # placement where it is smaller.
+    ox = int(rng.integers(min(0, w_img - sw), max(0, w_img - sw) + 1))
+    oy = int(rng.integers(min(0, h_img - sh), max(0, h_img - sh) + 1))
+    cx0, cy0 = max(0, ox), max(0, oy)
+    cx1, cy1 = min(w_img, ox + sw), min(h_img, oy + sh)
+    canvas[cy0:cy1, cx0:cx1] = scaled[cy0 - oy : cy1 - oy, cx0 - ox : cx1 - ox]
+    if rng.random() < 0.2:
+        canvas = np.repeat(canvas.mean(axis=2, keepdims=True), 3, axis=2)
+    sigma = float(rng.uniform(0.5, 2.5)) if rng.random() < 0.25 else 0.0
+    if sigma > 0:
+        canvas = cv2.GaussianBlur(np.ascontiguousarray(canvas), (0, 0), sigma)
+    gain = float(rng.uniform(0.55, 1.3))
+    canvas = np.clip(canvas * gain, 0.0, 1.0).astype(np.float32)
+    record = ImageRecord(split=split, event=event, name=name, width=w_img, height=h_img)
+    for i, (x, y, w, h) in enumerate(boxes):
+        x0, y0 = ox + x * k, oy + y * k
+        x1, y1 = x0 + w * k, y0 + h * k
+        vx0, vy0 = max(0.0, x0), max(0.0, y0)
+        vx1, vy1 = min(float(w_img), x1), min(float(h_img), y1)
+        if vx1 - vx0 < 1 or vy1 - vy0 < 1:
+            continue
+        visible = (vx1 - vx0) * (vy1 - vy0) / ((x1 - x0) * (y1 - y0))
+        bx, by = int(round(vx0)), int(round(vy0))
+        bw = max(1, min(w_img - bx, int(round(vx1 - vx0))))
+        bh = max(1, min(h_img - by, int(round(vy1 - vy0))))
+        record.faces.append(
+            FaceRecord(
+                box=(bx, by, bw, bh),
+                source_index=PHOTO_FACE_INDEX + i,
+                blur=blur_label(sigma, bh),
+                expression=0,
+                illumination=int(gain < 0.65),
+                invalid=int(visible < 0.5),
+                occlusion=0 if visible >= 0.9 else (1 if visible >= 0.7 else 2),
+                pose=0,
+            )
+        )
+    return _finish(rng, canvas), record

@@ -207,6 +207,8 @@ class AInnoFace(DenseDetector):
 
     # ------------------------------------------------------------------ training
     def forward_training(self, images: ImageList, features, predictions, gt_instances):
+        # fp32 losses also when the forward pass ran under bf16 autocast (SOLVER.AMP on a CPU).
+        predictions = [[x.float() for x in maps] for maps in predictions]
         step1_logits, step2_logits, step1_deltas, step2_deltas = self._transpose(predictions)
         anchors = self.anchors(features[self.num_levels :])
         levels = self._level_slices(anchors)
