@@ -570,7 +570,7 @@ def main(argv=None):
     print(header, flush=True)
     rows = run_tasks(args, device)
     print(f"\n{header}")
-    if args.interleave:
+    if args.interleave and len(args.model_order) > 1:
         print(
             "AInnoFace / stock: ratio of the figures; paired: median of the ratios of the "
             "adjacent calls of each repetition (robust to a machine whose speed drifts)"
