@@ -1,9 +1,11 @@
-"""Test helpers: a tiny built-in face dataset in a temporary directory, and a tiny training config.
+"""Test helpers: a tiny built-in face dataset in a temporary directory, a tiny training config,
+and the options of the small model trained on synthetic faces (``tests/conftest.py``).
 
-Used by ``tests/test_distributed.py``, ``tests/test_resume.py`` and ``tests/test_amp.py``. The
-dataset is written by :func:`ainnoface_d2.data.builtin_faces.build_builtin_faces` in the official
-WIDER FACE layout, converted to COCO JSON by :func:`ainnoface_d2.data.wider_face.convert_wider_face`
-and registered under a prefix of the caller's choice, so that it never collides with the default
+The dataset helpers are used by ``tests/test_distributed.py``, ``tests/test_resume.py`` and
+``tests/test_amp.py``. The dataset is written by
+:func:`ainnoface_d2.data.builtin_faces.build_builtin_faces` in the official WIDER FACE layout,
+converted to COCO JSON by :func:`ainnoface_d2.data.wider_face.convert_wider_face` and registered
+under a prefix of the caller's choice, so that it never collides with the default
 ``builtin_faces_*`` names.
 """
 
@@ -42,6 +44,17 @@ TINY_MODEL_OPTS = {
     "MODEL.AINNOFACE.C6_CHANNELS": 64,
     "MODEL.AINNOFACE.C7_CHANNELS": 32,
 }
+
+
+# The model of the ``synthetic_face_model`` fixture (tests/conftest.py): the tiny model with the
+# paper's head (no norm, as in the R50/R152 configs), tested at the original image size.
+SYNTHETIC_FACE_OPTS = []
+for _k, _v in {
+    **TINY_MODEL_OPTS,
+    "MODEL.AINNOFACE.HEAD_NORM": "",
+    "INPUT.MIN_SIZE_TEST": 0,
+}.items():
+    SYNTHETIC_FACE_OPTS += [_k, str(_v)]
 
 
 def tiny_train_opts(prefix, output_dir, **overrides):

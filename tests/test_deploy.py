@@ -2,9 +2,9 @@
 model, batches of mixed sizes, reduced precision (bf16, int8), tools/export_model.py and the
 errors on bad input.
 
-One small model is trained here (module fixture): the tiny CPU config with the paper's head, 80
-steps on four synthetic 128x128 images with bright elliptic 'faces' (as in test_model.py), which
-gives confident detections (scores > 0.5) in seconds.
+The small model is the ``synthetic_face_model`` session fixture (tests/conftest.py): the tiny CPU
+config with the paper's head, 80 steps on four synthetic 128x128 images with bright elliptic
+'faces' (as in test_model.py), which gives confident detections (scores > 0.5) in seconds.
 """
 
 import importlib.util
@@ -15,7 +15,7 @@ import sys
 import textwrap
 
 import ainnoface_d2  # noqa: F401
-from ainnoface_d2 import FaceDetector, get_ainnoface_cfg
+from ainnoface_d2 import FaceDetector
 from ainnoface_d2.export import export_model
 from ainnoface_d2.export.graph import AInnoFaceGraph
 from ainnoface_d2.export.runtimes import (
@@ -28,50 +28,28 @@ from ainnoface_d2.export.runtimes import (
 import numpy as np
 import pytest
 import torch
-from _builtin_fixture import SMALL_CONFIG, TINY_MODEL_OPTS
+from _builtin_fixture import SMALL_CONFIG, SYNTHETIC_FACE_OPTS
 from _scripts import load_script
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
-from detectron2.utils.events import EventStorage
-from test_model import _synthetic_images, make_instances
+from test_model import _synthetic_images
 from torchvision.ops import box_iou
 
 ort = pytest.importorskip("onnxruntime")
 
-OPTS = []
-for _k, _v in {
-    **TINY_MODEL_OPTS,
-    "MODEL.AINNOFACE.HEAD_NORM": "",
-    "INPUT.MIN_SIZE_TEST": 0,
-}.items():
-    OPTS += [_k, str(_v)]
-
-
-def _train(cfg, data, steps=80):
-    torch.manual_seed(0)
-    model = build_model(cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    with EventStorage():
-        for _ in range(steps):
-            inputs = [{"image": img, "instances": make_instances(b, (128, 128))} for img, b in data]
-            loss = sum(model(inputs).values())
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return model.eval()
+OPTS = SYNTHETIC_FACE_OPTS
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(synthetic_face_model, tmp_path_factory):
     """The trained model, its weights file, an ONNX and a TorchScript export, test images."""
     tmp = tmp_path_factory.mktemp("deploy")
-    cfg = get_ainnoface_cfg(SMALL_CONFIG, OPTS)
+    cfg, model = synthetic_face_model["cfg"], synthetic_face_model["model"]
+    weights = synthetic_face_model["weights"]
+    # Test images: new synthetic ones (the draws that follow the model's four training images
+    # from seed 0), of sizes that are not multiples of 32, as BGR arrays; the faces lie in the
+    # top-left square, the rest is background noise.
     rng = np.random.RandomState(0)
-    model = _train(cfg, _synthetic_images(4, 128, rng))
-    weights = str(tmp / "model.pth")
-    DetectionCheckpointer(model, save_dir=str(tmp)).save("model")
-    # Test images: new synthetic ones, of sizes that are not multiples of 32, as BGR arrays;
-    # the faces lie in the top-left square, the rest is background noise.
+    _synthetic_images(4, 128, rng)
     images = []
     for h, w in ((150, 150), (120, 190), (170, 130), (140, 110), (110, 170)):
         img, _ = _synthetic_images(1, min(h, w), rng)[0]

@@ -8,8 +8,13 @@ In the shape of Detectron2's ``tools/benchmark.py``: one measuring function per 
   ``SimpleTrainer`` / ``AMPTrainer`` do: loss dict -> sum -> backward -> SGD step (Detectron2's
   ``build_optimizer``; ``torch.autocast`` + ``GradScaler`` for AMP). Random images, 12 random
   boxes each.
-* ``infer``: inference latency at batch 1 and throughput at ``--infer-batch``, fp32 and AMP.
-* ``flops``: fvcore's operation count of backbone + head at VGA (640x480) and at
+* ``infer``: inference latency at batch 1 and throughput at ``--infer-batch``, fp32 and AMP, of
+  the whole model (preprocessing, backbone, heads, decoding, NMS), at every ``--infer-size`` and,
+  with ``--topk``, at every per-level candidate cap (``MODEL.AINNOFACE.TOPK_CANDIDATES_TEST``;
+  the stock model's ``MODEL.RETINANET.TOPK_CANDIDATES_TEST``). Random weights score no anchor
+  like a face: ``--score-thresh 0`` (and ``MODEL.AINNOFACE.STC_NEG_THRESH 1.0``, STC dropping
+  nothing) makes every level hand its full cap to NMS, as on a crowded image at worst.
+* ``flops``: fvcore's operation count of backbone + head at VGA (640x480) and at each
   ``--infer-size``; it does not depend on the machine's load.
 
 The data mapper and the evaluator are timed by their own tools (``tools/benchmark_mapper.py``,
@@ -30,9 +35,14 @@ Examples::
     python tools/benchmark.py --config-file configs/ainnoface_R50.yaml --device cpu \\
         --threads 2 --task infer --infer-size 640x480 --infer-batch 0 --amp off
     python tools/benchmark.py --config-file configs/ainnoface_R50.yaml --device cpu --task flops
+    # the per-level candidate cap at max sides 1024 and 2100, every cap full (worst case)
+    python tools/benchmark.py --config-file configs/ainnoface_R50.yaml --device cpu \\
+        --task infer --model-order ainnoface --infer-size 1024x1024,2100x1575 --topk 1000,6000 \\
+        --score-thresh 0 --infer-batch 0 --amp off MODEL.AINNOFACE.STC_NEG_THRESH 1.0
 """
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -292,44 +302,51 @@ def measure_train(models, args, device):
 
 
 def measure_infer(models, args, device):
-    """Latency at batch 1 and throughput at ``--infer-batch`` of ``{name: (model, cfg)}``."""
-    w, h = args.infer_size
-    one = random_batch(1, h, w, with_gt=False)
-    many = random_batch(args.infer_batch, h, w, with_gt=False) if args.infer_batch else None
+    """Latency at batch 1 and throughput at ``--infer-batch`` of ``{name: (model, cfg)}``, at
+    every ``--infer-size`` and ``--topk`` cap."""
     rows = []
-    for amp in _amp_modes(args, device):
+    for (w, h), topk in itertools.product(args.infer_size, args.topk or [None]):
+        one = random_batch(1, h, w, with_gt=False)
+        many = random_batch(args.infer_batch, h, w, with_gt=False) if args.infer_batch else None
+        where, tag = f"{w}x{h}", f"{w}x{h}"
+        if topk is not None:
+            for model, _ in models.values():
+                model.test_topk_candidates = topk
+            where, tag = f"{where}, top-{topk}/level", f"{tag}_topk{topk}"
+        for amp in _amp_modes(args, device):
 
-        def infer(model, x, amp=amp):
-            with torch.no_grad(), torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                return model(x)
+            def infer(model, x, amp=amp):
+                with torch.no_grad(), torch.autocast(device.type, torch.float16, enabled=amp):
+                    return model(x)
 
-        key = "amp" if amp else "fp32"
-        for model, _ in models.values():
-            model.eval()
-        fns = {name: (lambda m=m: infer(m, one)) for name, (m, _) in models.items()}
-        samples = {}
-        t1 = timeit(fns, args.infer_warmup, args.infer_iters, device, args.settle, samples)
-        row = Row(f"infer_ms_bs1_{key}", f"infer latency bs1 @ {w}x{h} (ms), {key}")
-        row.values = {name: 1000 * t1[name] for name in models}
-        row.paired = paired_ratio(samples)
-        rows.append(row)
-        if many:
-            fns = {name: (lambda m=m: infer(m, many)) for name, (m, _) in models.items()}
-            reps = max(3, args.infer_iters // 3)
+            key = "amp" if amp else "fp32"
+            for model, _ in models.values():
+                model.eval()
+            fns = {name: (lambda m=m, x=one: infer(m, x)) for name, (m, _) in models.items()}
             samples = {}
-            tn = timeit(fns, max(1, args.infer_warmup // 2), reps, device, args.settle, samples)
-            n = args.infer_batch
-            row = Row(f"infer_img_s_bs{n}_{key}", f"infer img/s bs{n} @ {w}x{h}, {key}")
-            row.values = {name: n / tn[name] for name in models}
-            row.paired = paired_ratio(samples, inverse=True)
+            t1 = timeit(fns, args.infer_warmup, args.infer_iters, device, args.settle, samples)
+            row = Row(f"infer_ms_bs1_{tag}_{key}", f"infer latency bs1 @ {where} (ms), {key}")
+            row.values = {name: 1000 * t1[name] for name in models}
+            row.paired = paired_ratio(samples)
             rows.append(row)
+            if many:
+                fns = {name: (lambda m=m, x=many: infer(m, x)) for name, (m, _) in models.items()}
+                reps = max(3, args.infer_iters // 3)
+                samples = {}
+                warmup = max(1, args.infer_warmup // 2)
+                tn = timeit(fns, warmup, reps, device, args.settle, samples)
+                n = args.infer_batch
+                row = Row(f"infer_img_s_bs{n}_{tag}_{key}", f"infer img/s bs{n} @ {where}, {key}")
+                row.values = {name: n / tn[name] for name in models}
+                row.paired = paired_ratio(samples, inverse=True)
+                rows.append(row)
     return rows
 
 
 def measure_flops(models, args, device):
-    """fvcore's count of backbone + head (after the model's own padding) at VGA and at
+    """fvcore's count of backbone + head (after the model's own padding) at VGA and at each
     ``--infer-size``; fvcore counts one multiply-add as one flop."""
-    sizes = list(dict.fromkeys([VGA, tuple(args.infer_size)]))
+    sizes = list(dict.fromkeys([VGA, *args.infer_size]))
     rows = []
     for w, h in sizes:
         counts = {name: count_flops(model, w, h) for name, (model, _) in models.items()}
@@ -418,6 +435,23 @@ def parse_size(text):
     return w, h
 
 
+def parse_sizes(text):
+    """``WxH[,WxH...]`` as a list of (w, h)."""
+    return [parse_size(t) for t in text.split(",") if t.strip()]
+
+
+def parse_ints(text):
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected integers like 1000,6000, got {text!r}"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config-file", default=DEFAULT_CONFIG, help="AInnoFace config")
@@ -428,7 +462,7 @@ def get_parser():
     p.add_argument("--amp", choices=("both", "on", "off"), default="both")
     p.add_argument("--batch", type=int, help="training batch (default 8 on GPU, 2 on CPU)")
     p.add_argument("--size", type=int, help="training image side (default 1024 GPU, 256 CPU)")
-    p.add_argument("--infer-size", type=parse_size, help="WxH (default: --size square)")
+    p.add_argument("--infer-size", type=parse_sizes, help="WxH[,WxH...] (default: --size square)")
     p.add_argument("--infer-batch", type=int, help="throughput batch, 0 = skip (default 8 / 2)")
     p.add_argument("--train-iters", type=int, help="timed training steps (default 10 / 3)")
     p.add_argument("--train-warmup", type=int, help="untimed training steps (default 3 / 1)")
@@ -436,8 +470,18 @@ def get_parser():
     p.add_argument("--infer-warmup", type=int, help="untimed runs (default 5 / 1)")
     p.add_argument("--lr", type=float, default=1e-4, help="SGD LR (random weights: keep small)")
     p.add_argument("--score-thresh", type=float, help="test score threshold of both models")
+    p.add_argument(
+        "--topk",
+        type=parse_ints,
+        help="per-level candidate caps to time inference at, e.g. 1000,6000 (default: each "
+        "config's own)",
+    )
     p.add_argument("--stock-anchors", type=int, default=3, help="stock anchors per location")
-    p.add_argument("--model-order", default="stock,ainnoface", help="which model runs first")
+    p.add_argument(
+        "--model-order",
+        default="stock,ainnoface",
+        help="which model runs first; one name measures that model alone",
+    )
     p.add_argument(
         "--interleave",
         action=argparse.BooleanOptionalAction,
@@ -470,8 +514,9 @@ def _resolve_args(args):
     if unknown:
         raise SystemExit(f"--task: unknown {unknown}; choose from {TASKS}")
     args.model_order = [m.strip() for m in args.model_order.split(",")]
-    if sorted(args.model_order) != sorted(MODELS):
-        raise SystemExit("--model-order must name ainnoface and stock")
+    order = args.model_order
+    if not order or not set(order) <= set(MODELS) or len(set(order)) != len(order):
+        raise SystemExit("--model-order must name ainnoface and/or stock, each once")
     gpu = torch.device(args.device).type == "cuda"
     if gpu and not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: CUDA is not available")
@@ -490,7 +535,7 @@ def _resolve_args(args):
         if getattr(args, key) is None:
             setattr(args, key, on_gpu if gpu else on_cpu)
     if args.infer_size is None:
-        args.infer_size = (args.size, args.size)
+        args.infer_size = [(args.size, args.size)]
     return args
 
 
@@ -525,7 +570,7 @@ def main(argv=None):
     print(header, flush=True)
     rows = run_tasks(args, device)
     print(f"\n{header}")
-    if args.interleave:
+    if args.interleave and len(args.model_order) > 1:
         print(
             "AInnoFace / stock: ratio of the figures; paired: median of the ratios of the "
             "adjacent calls of each repetition (robust to a machine whose speed drifts)"
