@@ -107,6 +107,13 @@ def size_protocol_mapper(cfg, protocol):
     return FaceDatasetMapper(cfg, is_train=False)
 
 
+def cpu_bf16_native() -> bool:
+    """Whether PyTorch's CPU kernels run bf16 natively here (AVX-512-BF16 or AMX tiles), as
+    ``torch.cpu`` reports it; elsewhere bf16 autocast is emulated and slower than fp32."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 class CPUAutocastTrainer(SimpleTrainer):
     """Detectron2's SimpleTrainer with the forward pass under ``torch.autocast("cpu",
     torch.bfloat16)``: what ``SOLVER.AMP.ENABLED`` means when ``MODEL.DEVICE`` is "cpu"
@@ -114,10 +121,11 @@ class CPUAutocastTrainer(SimpleTrainer):
     no loss scaling; the losses themselves are computed in fp32 (``AInnoFace.forward_training``).
     """
 
-    @classmethod
-    def take_over(cls, trainer: SimpleTrainer) -> "CPUAutocastTrainer":
+    @staticmethod
+    def take_over(trainer: SimpleTrainer, cls=None) -> SimpleTrainer:
         """The same training state (model, optimizer, the running data iterator, hooks) under
-        this class, without starting the data loader again."""
+        ``cls`` (default this class), without starting the data loader again."""
+        cls = cls or CPUAutocastTrainer
         new = cls.__new__(cls)
         new.__dict__.update({k: v for k, v in trainer.__dict__.items() if k != "grad_scaler"})
         return new
@@ -148,7 +156,14 @@ class Trainer(DefaultTrainer):
                 warnings.filterwarnings("ignore", message=".*GradScaler.*")
             super().__init__(cfg)
         if cpu_amp:
-            self._trainer = CPUAutocastTrainer.take_over(self._trainer)
+            native = cpu_bf16_native()
+            if not native:
+                logger.warning(
+                    "SOLVER.AMP.ENABLED on a CPU without native bf16 (AVX-512-BF16 or AMX, as "
+                    "torch.cpu reports it): training in fp32, which is faster there."
+                )
+            cls = CPUAutocastTrainer if native else SimpleTrainer
+            self._trainer = CPUAutocastTrainer.take_over(self._trainer, cls)
 
     # Detectron2 v0.6's DefaultTrainer does not checkpoint its inner SimpleTrainer/AMPTrainer, so
     # a resumed run would restart SGD momentum (and the AMP grad scaler) from zero; Detectron2

@@ -72,6 +72,8 @@ def tiny_train_opts(prefix, output_dir, **overrides):
         "DATASETS.TRAIN": f"('{prefix}_train',)",
         "DATASETS.TEST": f"('{prefix}_val',)",
         "DATALOADER.NUM_WORKERS": 0,
+        # fp32 steps (the config's CPU bf16 route has its own test, tests/test_amp.py).
+        "SOLVER.AMP.ENABLED": False,
         "SOLVER.IMS_PER_BATCH": 2,
         "SOLVER.WARMUP_ITERS": 2,
         "SOLVER.STEPS": "(6,)",

@@ -1,10 +1,12 @@
-"""Mixed-precision training (``SOLVER.AMP.ENABLED``, Detectron2's ``AMPTrainer``) on a GPU.
+"""Mixed-precision training (``SOLVER.AMP.ENABLED``): Detectron2's ``AMPTrainer`` on a GPU, bf16
+autocast (``ainnoface_d2.engine.CPUAutocastTrainer``) on a CPU.
 
 Trains the small config on the built-in faces under AMP and checks what a user of
 ``SOLVER.AMP.ENABLED True`` relies on: every iteration runs (Detectron2 raises on the first
 non-finite total loss), the loss goes down, the gradient scaler ends finite and positive, and the
 trained model's fp16-autocast detections match its fp32 ones. Skipped without CUDA
-(``tools/gpu_check.sh`` runs it on the GPU machine).
+(``tools/gpu_check.sh`` runs it on the GPU machine). The CPU test is short: the route is bf16,
+the losses fp32, the weights fp32 and trained.
 """
 
 import math
@@ -12,7 +14,12 @@ import os
 
 import ainnoface_d2  # noqa: F401
 from ainnoface_d2 import get_ainnoface_cfg
-from ainnoface_d2.engine import Trainer, size_protocol_mapper
+from ainnoface_d2.engine import (
+    CPUAutocastTrainer,
+    Trainer,
+    cpu_bf16_native,
+    size_protocol_mapper,
+)
 
 import pytest
 import torch
@@ -82,3 +89,55 @@ def test_amp_training_is_stable_and_fp16_inference_agrees(tmp_path):
     assert math.isfinite(scale) and scale > 0
     assert counts[1] > 0 and counts[3] > 0, counts
     assert counts[0] >= 0.95 * counts[1] and counts[2] >= 0.95 * counts[3], counts
+
+
+@pytest.mark.skipif(not cpu_bf16_native(), reason="this CPU has no native bf16")
+def test_cpu_amp_trains_in_bf16_with_fp32_losses_and_weights(tmp_path):
+    prefix = "cpu_amp_faces"
+    register_tiny_faces(prefix, make_tiny_faces(tmp_path / "faces", num_train=4, num_val=2))
+    opts = tiny_train_opts(prefix, tmp_path / "out", **{"SOLVER.AMP.ENABLED": True})
+    cfg = get_ainnoface_cfg(SMALL_CONFIG, opts + ["MODEL.DEVICE", "cpu"])
+    trainer = Trainer(cfg)
+    assert isinstance(trainer._trainer, CPUAutocastTrainer)
+    trainer.resume_or_load(resume=False)
+    model = trainer.model
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    conv_dtypes, loss_dtypes = set(), set()
+    hook = model.backbone.bottom_up.stem.conv1.register_forward_hook(
+        lambda mod, inp, out: conv_dtypes.add(out.dtype) if mod.training else None
+    )
+    real_forward = model.forward
+
+    def recording_forward(batched_inputs):
+        out = real_forward(batched_inputs)
+        if model.training:
+            loss_dtypes.update(v.dtype for v in out.values())
+        return out
+
+    model.forward = recording_forward
+    trainer.train()
+    hook.remove()
+    assert conv_dtypes == {torch.bfloat16}
+    assert loss_dtypes == {torch.float32}
+    losses = [v for v, _ in trainer.storage.history("total_loss").values()]
+    assert len(losses) == cfg.SOLVER.MAX_ITER and all(math.isfinite(v) for v in losses)
+    after = model.state_dict()
+    assert all(after[k].dtype == v.dtype for k, v in before.items())
+    changed = [
+        k for k, v in before.items() if v.is_floating_point() and not torch.equal(v, after[k])
+    ]
+    assert any("stem.conv1.weight" in k for k in changed)
+    assert "grad_scaler" not in trainer.state_dict()["_trainer"]
+
+
+def test_cpu_amp_without_native_bf16_trains_in_fp32(tmp_path, monkeypatch, caplog):
+    from ainnoface_d2 import engine
+
+    monkeypatch.setattr(engine, "cpu_bf16_native", lambda: False)
+    prefix = "cpu_fp32_faces"
+    register_tiny_faces(prefix, make_tiny_faces(tmp_path / "faces", num_train=2, num_val=1))
+    opts = tiny_train_opts(prefix, tmp_path / "out", **{"SOLVER.AMP.ENABLED": True})
+    cfg = get_ainnoface_cfg(SMALL_CONFIG, opts + ["MODEL.DEVICE", "cpu"])
+    trainer = Trainer(cfg)
+    assert type(trainer._trainer).__name__ == "SimpleTrainer"
+    assert "without native bf16" in caplog.text

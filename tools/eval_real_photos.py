@@ -130,6 +130,9 @@ def get_parser():
     )
     parser.add_argument("--output", type=Path, default=None, help="metrics and drawings here")
     parser.add_argument("--score-threshold", type=float, default=0.5)
+    parser.add_argument(
+        "--tta", action="store_true", help="multi-scale + flip testing (TEST.AUG.FACE.*)"
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE")
     return parser
 
@@ -145,7 +148,9 @@ def main(argv=None) -> dict:
             f"--root {args.root}"
         )
     gt = load_ground_truth(args.root)
-    detector = FaceDetector(args.config_file, confidence_threshold=0.0, opts=args.opts)
+    detector = FaceDetector(
+        args.config_file, confidence_threshold=0.0, opts=args.opts, tta=args.tta
+    )
     preds, images = {}, {}
     for name in gt:
         images[name] = cv2.imread(str(args.root / "images" / name))
