@@ -3,7 +3,8 @@
 
     make quickstart            # or: .venv/bin/python tools/quickstart.py
 
-This is the full WIDER FACE workflow in miniature, on a CPU (15-20 minutes on 2 cores):
+This is the full WIDER FACE workflow in miniature, on a CPU (about 10 minutes on 2 cores with
+native bf16, see README.md):
 
 1. ``datasets/prepare_builtin_faces.py``: writes ``$DETECTRON2_DATASETS/builtin_faces`` (default
    ``datasets/builtin_faces``) in exactly the WIDER FACE layout, from real face crops shipped with
