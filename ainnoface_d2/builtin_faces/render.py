@@ -192,17 +192,21 @@ def _draw_photo_face(rng, canvas, record: ImageRecord, s: int, placed, photo_fac
         return
     placed.append((x, y, pw, ph))
     _paste(canvas, patch, alpha, x, y)
-    record.faces.append(
-        FaceRecord(
-            box=(x + fx, y + fy, fw, min(fh, record.height - y - fy)),
-            source_index=PHOTO_FACE_INDEX + k,
-            blur=blur_label(sigma, fh),
-            expression=0,
-            illumination=int(gain < 0.65),
-            invalid=0,
-            occlusion=0,
-            pose=0,
-        )
+    box = (x + fx, y + fy, fw, min(fh, record.height - y - fy))
+    record.faces.append(_pasted_face(box, PHOTO_FACE_INDEX + k, sigma, gain))
+
+
+def _pasted_face(box, source_index: int, sigma: float, gain: float) -> FaceRecord:
+    """The record of a whole, unoccluded pasted face (occluders may change it later)."""
+    return FaceRecord(
+        box=box,
+        source_index=source_index,
+        blur=blur_label(sigma, box[3]),
+        expression=0,
+        illumination=int(gain < 0.65),
+        invalid=0,
+        occlusion=0,
+        pose=0,
     )
 
 
@@ -231,18 +235,7 @@ def _draw_faces(rng, canvas, record: ImageRecord, sizes: list[int], crops, photo
         gain = float(rng.uniform(0.5, 1.4))
         patch = _prepare_crop(rng, crops[src], w, h, sigma, gain)
         _paste(canvas, patch, _alpha_mask(rng, w, h), x, y)
-        record.faces.append(
-            FaceRecord(
-                box=(x, y, w, h),
-                source_index=src,
-                blur=blur_label(sigma, h),
-                expression=0,
-                illumination=int(gain < 0.65),
-                invalid=0,
-                occlusion=0,
-                pose=0,
-            )
-        )
+        record.faces.append(_pasted_face((x, y, w, h), src, sigma, gain))
     return placed
 
 
