@@ -114,21 +114,21 @@ def cpu_bf16_native() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
+def _retyped(trainer: SimpleTrainer, cls: type) -> SimpleTrainer:
+    """The same training state (model, optimizer, the running data iterator, hooks) as an
+    instance of ``cls``, without starting the data loader again (AMPTrainer's grad scaler,
+    which a CPU run does not use, is left behind)."""
+    new = cls.__new__(cls)
+    new.__dict__.update({k: v for k, v in trainer.__dict__.items() if k != "grad_scaler"})
+    return new
+
+
 class CPUAutocastTrainer(SimpleTrainer):
     """Detectron2's SimpleTrainer with the forward pass under ``torch.autocast("cpu",
     torch.bfloat16)``: what ``SOLVER.AMP.ENABLED`` means when ``MODEL.DEVICE`` is "cpu"
     (Detectron2's AMPTrainer is CUDA fp16 only). bf16 keeps fp32's exponent range, so there is
     no loss scaling; the losses themselves are computed in fp32 (``AInnoFace.forward_training``).
     """
-
-    @staticmethod
-    def take_over(trainer: SimpleTrainer, cls=None) -> SimpleTrainer:
-        """The same training state (model, optimizer, the running data iterator, hooks) under
-        ``cls`` (default this class), without starting the data loader again."""
-        cls = cls or CPUAutocastTrainer
-        new = cls.__new__(cls)
-        new.__dict__.update({k: v for k, v in trainer.__dict__.items() if k != "grad_scaler"})
-        return new
 
     def run_step(self):
         assert self.model.training, "[CPUAutocastTrainer] model was changed to eval mode!"
@@ -163,7 +163,7 @@ class Trainer(DefaultTrainer):
                     "torch.cpu reports it): training in fp32, which is faster there."
                 )
             cls = CPUAutocastTrainer if native else SimpleTrainer
-            self._trainer = CPUAutocastTrainer.take_over(self._trainer, cls)
+            self._trainer = _retyped(self._trainer, cls)
 
     # Detectron2 v0.6's DefaultTrainer does not checkpoint its inner SimpleTrainer/AMPTrainer, so
     # a resumed run would restart SGD momentum (and the AMP grad scaler) from zero; Detectron2

