@@ -180,9 +180,20 @@ def _add_test_protocol_config(cfg):
     # evaluation. Each one listed is run and its AP labelled with its name. "original": one pass at
     # INPUT.MIN_SIZE_TEST (0: the original resolution); "vga": one pass with the image fitted
     # into 640x480; "multiscale": SRN's multi-scale + flip testing with box voting (TEST.AUG.FACE;
-    # TEST.AUG.ENABLED True adds it). Not TEST.WIDER_FACE.PROTOCOL, which picks the scoring.
+    # TEST.AUG.ENABLED True adds it); "pyramid": copies from the model's training scale up to
+    # scale 1 (TEST.FACE.PYRAMID). Not TEST.WIDER_FACE.PROTOCOL, which picks the scoring.
     cfg.TEST.FACE = CN()
     cfg.TEST.FACE.SIZE_PROTOCOLS = ["original"]
+    # The test-size protocol that FaceDetector, tools/demo.py and tools/eval_real_photos.py run
+    # (one of the names above; "original" is Detectron2's single pass at INPUT.MIN_SIZE_TEST).
+    cfg.TEST.FACE.PROTOCOL = "original"
+    # "pyramid" (ainnoface_d2/modeling/tta.py, pyramid_copies): the image fitted into BASE_SIZE
+    # (short side, long side; never enlarged), then copies STEP times larger up to scale 1; each
+    # face is kept from the smallest copy in which it is at least MIN_FACE pixels (sqrt(w h)).
+    cfg.TEST.FACE.PYRAMID = CN()
+    cfg.TEST.FACE.PYRAMID.BASE_SIZE = (480, 640)
+    cfg.TEST.FACE.PYRAMID.STEP = 2.0
+    cfg.TEST.FACE.PYRAMID.MIN_FACE = 16.0
 
 
 def get_ainnoface_cfg(config_file=None, opts=None):

@@ -14,6 +14,13 @@ compared by mistake):
 * ``multiscale``: SRN's multi-scale + flip testing with box voting
   (:class:`ainnoface_d2.modeling.tta.AInnoFaceWithTTA`, ``TEST.AUG.FACE``); also run when
   Detectron2's ``TEST.AUG.ENABLED`` is set. Outputs in ``OUTPUT_DIR/inference_TTA/<dataset>``.
+* ``pyramid``: copies from the image fitted into ``TEST.FACE.PYRAMID.BASE_SIZE`` (the scale the
+  model was trained at) up to scale 1, each face kept from the smallest copy where it is at least
+  ``TEST.FACE.PYRAMID.MIN_FACE`` pixels (:func:`ainnoface_d2.modeling.tta.pyramid_copies`).
+  Outputs in ``OUTPUT_DIR/inference_pyramid/<dataset>``.
+
+``TEST.FACE.PROTOCOL`` names the one that :class:`ainnoface_d2.predictor.FaceDetector` (and so
+the demo) runs.
 
 They are not the *scoring* protocols ``TEST.WIDER_FACE.PROTOCOL`` (``matlab``/``python``: how the
 official tool's arithmetic is reproduced, see :mod:`ainnoface_d2.evaluation.wider_face_protocol`).
@@ -72,6 +79,7 @@ _PROTOCOL_OUTPUTS = {
     "original": ("inference", ""),
     "vga": ("inference_vga", "_vga"),
     "multiscale": ("inference_TTA", "_TTA"),
+    "pyramid": ("inference_pyramid", "_pyramid"),
 }
 
 
@@ -90,8 +98,8 @@ def size_protocols(cfg):
 
 
 def size_protocol_mapper(cfg, protocol):
-    """The test-time ``FaceDatasetMapper`` of a protocol (``multiscale`` reads the image as
-    ``original`` does; the TTA wrapper resizes it)."""
+    """The test-time ``FaceDatasetMapper`` of a protocol (``multiscale`` and ``pyramid`` read the
+    image as ``original`` does; the TTA wrapper resizes it)."""
     if protocol == "vga":
         augmentations = [T.ResizeShortestEdge(VGA_SHORT_SIDE, VGA_LONG_SIDE)]
         return FaceDatasetMapper(
@@ -248,6 +256,8 @@ class Trainer(DefaultTrainer):
         if protocol == "multiscale":
             logger.info("Running inference with test-time augmentation ...")
             model = AInnoFaceWithTTA(cfg, model)
+        elif protocol == "pyramid":
+            model = AInnoFaceWithTTA.pyramid_from_config(cfg, model)
         results = OrderedDict()
         for name in cfg.DATASETS.TEST:
             loader = cls.build_test_loader(cfg, name, size_protocol=protocol)

@@ -44,6 +44,8 @@ from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances
 
 from .config import get_ainnoface_cfg
+from .engine import VGA_LONG_SIDE, VGA_SHORT_SIDE
+from .evaluation import SIZE_PROTOCOLS
 from .export import runtimes
 from .export.graph import export_onnx
 from .modeling.tta import AInnoFaceWithTTA
@@ -74,12 +76,23 @@ class FaceDetector:
             name (its first 16 images); None: the config's first ``DATASETS.TRAIN`` set.
         min_face, max_face: the smallest / largest face (pixels, sqrt(w h)) to find; beyond the
             anchors' sizes the image also runs enlarged / shrunk (and each copy flipped), see
-            :func:`ainnoface_d2.modeling.tta.face_range_copies`. Not together with ``tta``.
+            :func:`ainnoface_d2.modeling.tta.face_range_copies`. Not together with ``tta`` or
+            ``protocol``.
+        protocol: the test-size protocol (:mod:`ainnoface_d2.engine`): ``"original"`` (one pass
+            at ``INPUT.MIN_SIZE_TEST``), ``"vga"`` (one pass, image fitted into 640x480),
+            ``"multiscale"`` (SRN's copies, as ``tta=True``) or ``"pyramid"`` (copies from the
+            training scale up, ``TEST.FACE.PYRAMID``). None: the config's
+            ``TEST.FACE.PROTOCOL`` (``"multiscale"`` with ``tta=True``). Every protocol runs on
+            every backend.
 
     Attributes:
-        cfg: the frozen config; ``model``: the model in eval mode (wrapped when ``tta``; None
-            when the backend runs a given ``.onnx`` file); ``runner``: the exported graph's
-            runtime (None for the torch backend); ``precision``: the resolved precision.
+        cfg: the frozen config; ``protocol``: the test-size protocol run (``"range"`` with
+            ``min_face``/``max_face``); ``model``: what runs on each batch: the model in eval
+            mode, or the exported graph behind the same interface (non-torch backends), wrapped
+            in :class:`ainnoface_d2.modeling.tta.AInnoFaceWithTTA` for the protocols with
+            copies; ``network``: the unwrapped Detectron2 model (None when the backend runs a
+            given ``.onnx`` file); ``runner``: the exported graph's runtime (None for the torch
+            backend); ``precision``: the resolved precision.
     """
 
     def __init__(
@@ -95,11 +108,10 @@ class FaceDetector:
         calibration=None,
         min_face: float | None = None,
         max_face: float | None = None,
+        protocol: str | None = None,
     ):
-        face_range = None if min_face is None and max_face is None else (min_face, max_face)
-        if tta and face_range is not None:
-            raise ValueError("tta and min_face/max_face both choose the test scales; pass one")
         cfg = get_ainnoface_cfg(config_file, list(opts or []))
+        self.protocol = self._resolve_protocol(cfg, tta, protocol, min_face, max_face)
         if weights is not None:
             cfg.MODEL.WEIGHTS = weights
         if device is None:
@@ -115,38 +127,61 @@ class FaceDetector:
         self.confidence_threshold = float(confidence_threshold)
         self.backend = backend
         self.precision = runtimes.resolve_precision(backend, precision, device)
-        if tta and backend != "torch":
-            raise ValueError(f"tta runs on the torch backend only, not {backend!r}")
-
-        onnx_file = cfg.MODEL.WEIGHTS if cfg.MODEL.WEIGHTS.endswith(".onnx") else None
-        if onnx_file and backend == "torch":
-            raise ValueError(f"{onnx_file}: an exported graph runs on onnxruntime or openvino")
-        if face_range is not None and backend != "torch":
-            raise ValueError(f"min_face/max_face run on the torch backend only, not {backend!r}")
-        self.model = (
-            None if onnx_file and backend != "torch" else self._build_model(cfg, config_file)
-        )
-        if face_range is not None:
-            self.model = AInnoFaceWithTTA(cfg, self.model, face_range=face_range)
-        elif tta:
-            self.model = AInnoFaceWithTTA(cfg, self.model)
-        tta = tta or face_range is not None
         self.input_format = cfg.INPUT.FORMAT
         if self.input_format not in ("RGB", "BGR"):
             raise ValueError(
                 f"{config_file}: INPUT.FORMAT must be RGB or BGR, got {self.input_format}"
             )
-        # With TTA the wrapper chooses every scale; otherwise resize as Detectron2's test loader.
+        # The protocols with copies resize in the wrapper; the single passes resize here.
         self.aug = None
-        if not tta and cfg.INPUT.MIN_SIZE_TEST > 0:
+        if self.protocol == "vga":
+            self.aug = T.ResizeShortestEdge(VGA_SHORT_SIDE, VGA_LONG_SIDE)
+        elif self.protocol == "original" and cfg.INPUT.MIN_SIZE_TEST > 0:
             self.aug = T.ResizeShortestEdge(
                 [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
             )
+
+        onnx_file = cfg.MODEL.WEIGHTS if cfg.MODEL.WEIGHTS.endswith(".onnx") else None
+        if onnx_file and backend == "torch":
+            raise ValueError(f"{onnx_file}: an exported graph runs on onnxruntime or openvino")
+        self.network = None
+        if not (onnx_file and backend != "torch"):
+            self.network = self._build_model(cfg, config_file)
         self.runner = None
         if backend != "torch":
             self.runner = self._build_runner(onnx_file, calibration)
-        elif self.precision != "fp32" and device == "cpu":
-            self.model.to(memory_format=torch.channels_last)
+            model = _GraphModel(self.runner, cfg.MODEL.PIXEL_MEAN)
+        else:
+            model = self.network
+            if self.precision != "fp32" and device == "cpu":
+                model.to(memory_format=torch.channels_last)
+        if self.protocol == "range":
+            model = AInnoFaceWithTTA(cfg, model, face_range=(min_face, max_face))
+        elif self.protocol == "multiscale":
+            model = AInnoFaceWithTTA(cfg, model)
+        elif self.protocol == "pyramid":
+            model = AInnoFaceWithTTA.pyramid_from_config(cfg, model)
+        self.model = model
+
+    @staticmethod
+    def _resolve_protocol(cfg, tta, protocol, min_face, max_face) -> str:
+        if min_face is not None or max_face is not None:
+            if tta or protocol is not None:
+                raise ValueError(
+                    "tta/protocol and min_face/max_face both choose the test scales; pass one"
+                )
+            return "range"
+        if tta:
+            if protocol not in (None, "multiscale"):
+                raise ValueError(f"tta=True is the 'multiscale' protocol, not {protocol!r}")
+            return "multiscale"
+        protocol = cfg.TEST.FACE.PROTOCOL if protocol is None else protocol
+        if protocol not in SIZE_PROTOCOLS:
+            raise ValueError(
+                f"unknown test-size protocol {protocol!r} (TEST.FACE.PROTOCOL or protocol=): "
+                f"expected one of {SIZE_PROTOCOLS}"
+            )
+        return protocol
 
     @staticmethod
     def _build_model(cfg, config_file):
@@ -170,7 +205,7 @@ class FaceDetector:
         with tempfile.TemporaryDirectory(prefix="ainnoface_export_") as tmp:
             path = onnx_file
             if path is None:
-                path = export_onnx(self.model, os.path.join(tmp, "model.onnx"))
+                path = export_onnx(self.network, os.path.join(tmp, "model.onnx"))
             else:
                 runtimes.check_model_file(path)
             if self.precision == "int8" and not runtimes.is_quantized(path):
@@ -245,7 +280,7 @@ class FaceDetector:
         return {"image": tensor, "height": height, "width": width}
 
     def _autocast(self):
-        if self.precision in ("bf16", "fp16"):
+        if self.runner is None and self.precision in ("bf16", "fp16"):
             kind = self.cfg.MODEL.DEVICE.split(":")[0]
             dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
             return torch.autocast(kind, dtype=dtype)
@@ -260,27 +295,10 @@ class FaceDetector:
         )
         return batch, inputs
 
-    def _run_graph(self, images, format):
-        """Instances in original-image pixels from the exported graph."""
-        batch, inputs = self.to_batch(images, format)
-        num, boxes, scores, classes = self.runner(batch)[:4]
-        outputs = []
-        for i, x in enumerate(inputs):
-            n = int(num[i])
-            inst = Instances(tuple(x["image"].shape[-2:]))
-            inst.pred_boxes = Boxes(torch.from_numpy(np.array(boxes[i, :n], dtype=np.float32)))
-            inst.scores = torch.from_numpy(np.array(scores[i, :n], dtype=np.float32))
-            inst.pred_classes = torch.from_numpy(np.array(classes[i, :n], dtype=np.int64))
-            outputs.append(detector_postprocess(inst, x["height"], x["width"]))
-        return outputs
-
     def _predict(self, images: Sequence[np.ndarray], format: str) -> list:
-        if self.runner is not None:
-            outputs = self._run_graph(images, format)
-        else:
-            inputs = [self._to_model_input(image, format) for image in images]
-            with torch.no_grad(), self._autocast():
-                outputs = [out["instances"] for out in self.model(inputs)]
+        inputs = [self._to_model_input(image, format) for image in images]
+        with torch.no_grad(), self._autocast():
+            outputs = [out["instances"] for out in self.model(inputs)]
         results = []
         for inst in outputs:
             inst = inst.to("cpu")
@@ -288,3 +306,31 @@ class FaceDetector:
             inst = inst[inst.scores >= self.confidence_threshold]
             results.append(inst[torch.argsort(inst.scores, descending=True, stable=True)])
         return results
+
+
+class _GraphModel:
+    """An exported graph's runner behind the inference interface of a Detectron2 model (dicts
+    with a CHW "image" and optional "height"/"width" in, ``[{"instances"}]`` out), so that the
+    protocols with copies (:class:`ainnoface_d2.modeling.tta.AInnoFaceWithTTA`) run on every
+    backend. Images of different sizes are padded into one batch as ``ImageList`` pads them."""
+
+    training = False
+
+    def __init__(self, runner, pixel_mean):
+        self.runner = runner
+        self.pixel_mean = pixel_mean
+
+    def __call__(self, inputs):
+        images = [np.asarray(x["image"], dtype=np.float32) for x in inputs]
+        batch, _ = runtimes.pad_batch(images, self.pixel_mean)
+        num, boxes, scores, classes = self.runner(batch)[:4]
+        outputs = []
+        for i, (x, image) in enumerate(zip(inputs, images)):
+            n, (h, w) = int(num[i]), image.shape[-2:]
+            inst = Instances((h, w))
+            inst.pred_boxes = Boxes(torch.from_numpy(np.array(boxes[i, :n], dtype=np.float32)))
+            inst.scores = torch.from_numpy(np.array(scores[i, :n], dtype=np.float32))
+            inst.pred_classes = torch.from_numpy(np.array(classes[i, :n], dtype=np.int64))
+            inst = detector_postprocess(inst, x.get("height", h), x.get("width", w))
+            outputs.append({"instances": inst})
+        return outputs

@@ -47,12 +47,13 @@ TINY_MODEL_OPTS = {
 
 
 # The model of the ``synthetic_face_model`` fixture (tests/conftest.py): the tiny model with the
-# paper's head (no norm, as in the R50/R152 configs), tested at the original image size.
+# paper's head (no norm, as in the R50/R152 configs), tested in one pass at the original size.
 SYNTHETIC_FACE_OPTS = []
 for _k, _v in {
     **TINY_MODEL_OPTS,
     "MODEL.AINNOFACE.HEAD_NORM": "",
     "INPUT.MIN_SIZE_TEST": 0,
+    "TEST.FACE.PROTOCOL": "original",
 }.items():
     SYNTHETIC_FACE_OPTS += [_k, str(_v)]
 
@@ -74,6 +75,8 @@ def tiny_train_opts(prefix, output_dir, **overrides):
         "DATALOADER.NUM_WORKERS": 0,
         # fp32 steps (the config's CPU bf16 route has its own test, tests/test_amp.py).
         "SOLVER.AMP.ENABLED": False,
+        # One evaluation pass (the config also runs the "pyramid" protocol).
+        "TEST.FACE.SIZE_PROTOCOLS": "['original']",
         "SOLVER.IMS_PER_BATCH": 2,
         "SOLVER.WARMUP_ITERS": 2,
         "SOLVER.STEPS": "(6,)",

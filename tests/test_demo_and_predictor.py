@@ -54,7 +54,9 @@ class FixedDetector(nn.Module):
 
 @pytest.fixture(scope="module")
 def detector():
-    return FaceDetector(CONFIG, weights="", device="cpu", confidence_threshold=0.5)
+    return FaceDetector(
+        CONFIG, weights="", device="cpu", confidence_threshold=0.5, protocol="original"
+    )
 
 
 def _bgr_image(h=48, w=64):
@@ -117,7 +119,9 @@ def test_bad_image_and_format(detector):
 
 
 def test_min_size_test_resizes_and_keeps_original_size():
-    det = FaceDetector(CONFIG, weights="", device="cpu", opts=["INPUT.MIN_SIZE_TEST", "32"])
+    det = FaceDetector(
+        CONFIG, weights="", device="cpu", opts=["INPUT.MIN_SIZE_TEST", "32"], protocol="original"
+    )
     fake = FixedDetector([[1, 2, 3, 4]], [0.8])
     det.model = fake
     det(_bgr_image(48, 64))
@@ -135,7 +139,8 @@ def test_weights_are_loaded(detector, tmp_path):
     DetectionCheckpointer(detector.model, save_dir=str(tmp_path)).save("trained")
     loaded = FaceDetector(CONFIG, weights=str(tmp_path / "trained.pth"), device="cpu")
     expected = detector.model.state_dict()
-    for name, value in loaded.model.state_dict().items():
+    assert loaded.protocol == "pyramid"  # the config's: the network is wrapped
+    for name, value in loaded.network.state_dict().items():
         assert torch.equal(value, expected[name]), name
 
 
@@ -153,6 +158,51 @@ def test_tta_wraps_the_model():
     # place, i.e. (10, 10, 30, 30) in the original: three votes, one face at score 0.9.
     assert [tuple(c[0]["image"].shape[-2:]) for c in fake.calls] == [(40, 40), (30, 30), (20, 20)]
     np.testing.assert_allclose(out["boxes"], [[10, 10, 30, 30]], atol=1e-4)
+    np.testing.assert_allclose(out["scores"], [0.9])
+
+
+def test_protocol_from_the_config_or_the_argument():
+    """The small config's TEST.FACE.PROTOCOL is "pyramid": FaceDetector wraps the network in
+    the pyramid of TEST.FACE.PYRAMID; protocol= and tta= choose others."""
+    det = FaceDetector(CONFIG, weights="", device="cpu")
+    assert det.protocol == "pyramid" and det.model.pyramid == ((192, 256), 2.0, 16.0)
+    assert det.model.model is det.network and not det.network.training
+    assert FaceDetector(CONFIG, weights="", device="cpu", tta=True).protocol == "multiscale"
+    plain = FaceDetector(CONFIG, weights="", device="cpu", protocol="original")
+    assert plain.model is plain.network and plain.aug is None
+    with pytest.raises(ValueError, match="unknown test-size protocol 'srn'.*'original', 'vga'"):
+        FaceDetector(CONFIG, weights="", protocol="srn")
+    with pytest.raises(ValueError, match="tta=True is the 'multiscale' protocol"):
+        FaceDetector(CONFIG, weights="", tta=True, protocol="pyramid")
+    with pytest.raises(ValueError, match="pass one"):
+        FaceDetector(CONFIG, weights="", protocol="pyramid", min_face=10)
+
+
+def test_vga_protocol_fits_the_image_into_640x480():
+    det = FaceDetector(CONFIG, weights="", device="cpu", protocol="vga")
+    fake = FixedDetector([[1, 2, 3, 4]], [0.8])
+    det.model = fake
+    det(_bgr_image(960, 1440))
+    (inputs,) = fake.calls[-1]
+    # shorter side 960 -> 480 would make the longer 720 > 640: longer side 640, shorter 426.67
+    assert inputs["image"].shape == (3, 427, 640)
+    assert (inputs["height"], inputs["width"]) == (960, 1440)
+
+
+def test_pyramid_protocol_runs_the_copies():
+    """A 480 x 640 image: copies of 192 x 256, 384 x 512 and 480 x 640 reach the network; a
+    face the fake network reports in every copy at the same relative place (sqrt(w h) = 320
+    px in the original) is kept from the 0.4x copy alone (its band: 40 px and more)."""
+    det = FaceDetector(CONFIG, weights="", device="cpu")
+    fake = FixedDetector([[0.25, 0.25, 0.75, 0.75]], [0.9], relative=True).eval()
+    det.model.model = fake
+    out = det(_bgr_image(480, 640))
+    assert [tuple(c[0]["image"].shape[-2:]) for c in fake.calls] == [
+        (192, 256),
+        (384, 512),
+        (480, 640),
+    ]
+    np.testing.assert_allclose(out["boxes"], [[160, 120, 480, 360]], atol=1e-3)
     np.testing.assert_allclose(out["scores"], [0.9])
 
 

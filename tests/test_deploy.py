@@ -206,6 +206,35 @@ def test_export_tool_writes_both_formats_and_metadata(trained, tmp_path):
     assert len(ious) > 0 and (ious >= 0.99).all() and (diffs <= 1e-3).all()
 
 
+@pytest.mark.parametrize(
+    "protocol,opts",
+    [
+        (
+            "pyramid",
+            ["TEST.FACE.PYRAMID.BASE_SIZE", "(48, 64)", "TEST.FACE.PYRAMID.MIN_FACE", "8.0"],
+        ),
+        ("multiscale", ["TEST.AUG.FACE.MAX_SIDE", "240"]),
+    ],
+)
+def test_protocols_with_copies_run_on_the_exported_graph(trained, protocol, opts):
+    """The pyramid and SRN's copies on ONNX Runtime give the torch backend's detections: the
+    copies are resized and merged in Python around either runner."""
+    kwargs = {"device": "cpu", "opts": OPTS + opts, "protocol": protocol}
+    kwargs["confidence_threshold"] = 0.3
+    ref = FaceDetector(SMALL_CONFIG, trained["weights"], **kwargs)
+    det = FaceDetector(SMALL_CONFIG, trained["onnx"], backend="onnxruntime", **kwargs)
+    assert det.protocol == protocol and len(det.model.copies(150, 150)) >= 3
+    matched = 0
+    for image in trained["images"]:
+        want, got = ref(image), det(image)
+        want = (torch.as_tensor(want["boxes"]), torch.as_tensor(want["scores"]))
+        got = (torch.as_tensor(got["boxes"]), torch.as_tensor(got["scores"]))
+        ious, diffs = _match(want, got, 0.3, 0.99)
+        assert (ious >= 0.99).all() and (diffs <= 1e-3).all()
+        matched += len(ious)
+    assert matched >= 3
+
+
 # ---------------------------------------------------------------- reduced precision
 
 
@@ -289,8 +318,8 @@ def test_detector_errors_name_what_was_expected(trained, tmp_path, monkeypatch):
         resolve_precision("onnxruntime", "bf16", "cpu")
     with pytest.raises(ValueError, match="'fp16' is not available with backend 'torch' on cpu"):
         resolve_precision("torch", "fp16", "cpu")
-    with pytest.raises(ValueError, match="tta runs on the torch backend only"):
-        FaceDetector(SMALL_CONFIG, "", opts=OPTS, backend="onnxruntime", tta=True)
+    with pytest.raises(ValueError, match="unknown test-size protocol 'fit'.*'pyramid'"):
+        FaceDetector(SMALL_CONFIG, "", opts=OPTS, backend="onnxruntime", protocol="fit")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
     with pytest.raises(ImportError, match=r"pip install onnxruntime.*\.\[deploy\]"):
         OnnxRuntimeRunner(trained["onnx"])

@@ -29,8 +29,9 @@ def _cfg(*opts):
 
 
 def test_size_protocol_names():
-    assert size_protocols(_cfg()) == ["original"]
-    assert size_protocols(_cfg("TEST.AUG.ENABLED", "True")) == ["original", "multiscale"]
+    assert size_protocols(_cfg()) == ["original", "pyramid"]  # the small config's
+    aug = _cfg("TEST.FACE.SIZE_PROTOCOLS", "['original']", "TEST.AUG.ENABLED", "True")
+    assert size_protocols(aug) == ["original", "multiscale"]
     cfg = _cfg("TEST.FACE.SIZE_PROTOCOLS", "['vga', 'multiscale']", "TEST.AUG.ENABLED", "True")
     assert size_protocols(cfg) == ["vga", "multiscale"]
     with pytest.raises(ValueError, match=r"unknown \['640'\]"):
@@ -85,7 +86,7 @@ def test_train_net_stops_before_work_when_weights_are_missing(tmp_path):
 
 
 def test_eval_only_runs_several_labelled_protocols(tmp_path):
-    """One --eval-only call with two test-size protocols: each writes its own outputs, and the
+    """One --eval-only call with three test-size protocols: each writes its own outputs, and the
     metrics JSON and the results name the protocol."""
     # The tool's own command line is what is tested here, so the script is loaded as a module.
     train_net = load_script("tools/train_net.py")
@@ -93,13 +94,14 @@ def test_eval_only_runs_several_labelled_protocols(tmp_path):
     register_tiny_faces(prefix, make_tiny_faces(tmp_path / "faces", num_train=2, num_val=3))
     out = tmp_path / "out"
     opts = tiny_train_opts(prefix, out, **{"MODEL.WEIGHTS": "", "INPUT.MIN_SIZE_TEST": 0})
-    argv = ["--config-file", SMALL_CONFIG, "--eval-only", "--size-protocols", "original,vga"]
-    res = train_net.main(train_net.parse_args(argv + opts))
-    assert set(res) == {f"{prefix}_val", f"{prefix}_val_vga"}
-    for folder, protocol in (("inference", "original"), ("inference_vga", "vga")):
+    argv = ["--config-file", SMALL_CONFIG, "--eval-only", "--size-protocols"]
+    res = train_net.main(train_net.parse_args(argv + ["original,vga,pyramid"] + opts))
+    assert set(res) == {f"{prefix}_val", f"{prefix}_val_vga", f"{prefix}_val_pyramid"}
+    outputs = (("inference", "original", ""), ("inference_vga", "vga", "_vga"))
+    for folder, protocol, suffix in outputs + (("inference_pyramid", "pyramid", "_pyramid"),):
         with open(out / folder / f"{prefix}_val" / "wider_face_metrics.json") as f:
             metrics = json.load(f)
         assert metrics["size_protocol"] == protocol and metrics["scoring_protocol"] == "matlab"
         assert set(metrics) >= {"AP_easy", "AP_medium", "AP_hard"}
-        key = f"{prefix}_val" + ("_vga" if protocol == "vga" else "")
+        key = f"{prefix}_val" + suffix
         assert res[key]["wider_face"] == {k: metrics[k] for k in res[key]["wider_face"]}

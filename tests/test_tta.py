@@ -9,6 +9,7 @@ from ainnoface_d2.modeling.tta import (
     box_voting,
     face_range_copies,
     face_tta_copies,
+    pyramid_copies,
 )
 
 import cv2
@@ -519,3 +520,81 @@ def test_face_range_restores_recall_of_a_trained_model_on_upscaled_images(synthe
     assert original >= original_full - 0.1, counts  # P2-P4 finds what the full model finds
     assert upscaled <= 0.15, counts
     assert upscaled_ranged >= original - 0.1, counts
+
+
+# ---------------------------------------------------------------- pyramid protocol
+
+
+def _as_tuples(copies):
+    return [(round(c.scale, 6), c.flip, c.keep, round(c.min_size, 6), c.max_size) for c in copies]
+
+
+def test_pyramid_copies_by_hand():
+    """480 x 640 fitted into 192 x 256 is 0.4x; then 0.8x and 1x. With MIN_FACE 16 the 0.4x copy
+    keeps faces of 16 / 0.4 = 40 px and more, the 0.8x copy 20-40 px, scale 1 those below 20."""
+    inf = math.inf
+    got = _as_tuples(pyramid_copies(480, 640, (192, 256), step=2.0, min_face=16.0))
+    assert got == [
+        (0.4, False, "range", 40.0, inf),
+        (0.8, False, "range", 20.0, 40.0),
+        (1.0, False, "range", 0.0, 20.0),
+    ]
+    # the same in portrait orientation; a square 1000 x 1000 fits 192 x 192: 0.192, .384, .768, 1
+    assert _as_tuples(pyramid_copies(640, 480, (192, 256), 2.0, 16.0)) == got
+    square = _as_tuples(pyramid_copies(1000, 1000, (192, 256), 2.0, 16.0))
+    assert [c[0] for c in square] == [0.192, 0.384, 0.768, 1.0]
+    assert [c[3] for c in square] == [83.333333, 41.666667, 20.833333, 0.0]
+    # step 3: 0.4x then 1x (1.2 is capped), the boundary at 40 px
+    assert _as_tuples(pyramid_copies(480, 640, (192, 256), 3.0, 16.0)) == [
+        (0.4, False, "range", 40.0, inf),
+        (1.0, False, "range", 0.0, 40.0),
+    ]
+    # an image already inside the base size is never enlarged: one pass that keeps every face
+    assert _as_tuples(pyramid_copies(150, 100, (192, 256), 2.0, 16.0)) == [
+        (1.0, False, "range", 0.0, inf)
+    ]
+
+
+def test_pyramid_copies_bad_arguments():
+    with pytest.raises(ValueError, match="BASE_SIZE"):
+        pyramid_copies(480, 640, (256, 192))
+    with pytest.raises(ValueError, match="STEP"):
+        pyramid_copies(480, 640, (192, 256), step=1.0)
+    with pytest.raises(ValueError, match="MIN_FACE"):
+        pyramid_copies(480, 640, (192, 256), min_face=0)
+    with pytest.raises(ValueError, match="positive"):
+        pyramid_copies(0, 640, (192, 256))
+
+
+def test_box_voting_keeps_single_boxes_when_asked():
+    boxes = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 12], [50, 50, 60, 60]], dtype=torch.float32)
+    scores = torch.tensor([0.9, 0.6, 0.8])
+    merged, s, _ = box_voting(boxes, scores, 0.5, 10)
+    # default (SRN): the lone box at (50, 50) is dropped; the pair is averaged by score
+    np.testing.assert_allclose(merged.numpy(), [[0, 0, 10, 10.8]], atol=1e-5)
+    np.testing.assert_allclose(s.numpy(), [0.9])
+    merged, s, _ = box_voting(boxes, scores, 0.5, 10, keep_single=True)
+    np.testing.assert_allclose(merged.numpy(), [[0, 0, 10, 10.8], [50, 50, 60, 60]], atol=1e-5)
+    np.testing.assert_allclose(s.numpy(), [0.9, 0.8])
+
+
+def test_pyramid_finds_each_face_once_in_its_copy():
+    """A detector that sees squares of 16-64 px in its input: one pass at scale 1 misses the
+    150-px face; the pyramid (192 x 256, step 2, MIN_FACE 16) finds the 150-px face in the 0.4x
+    copy (60 px there), the 30-px face in the 0.8x copy (24 px) and the 18-px face at scale 1,
+    each exactly once, with no flipped copy to vote with."""
+    squares = [(40, 40, 190, 190), (300, 100, 330, 130), (500, 300, 518, 318)]
+    image = torch.zeros(3, 480, 640, dtype=torch.uint8)
+    for x1, y1, x2, y2 in squares:
+        image[:, y1:y2, x1:x2] = 255
+    model = SizeLimitedSquareDetector(16.0, 64.0)
+    single = model.eval()([{"image": image, "height": 480, "width": 640}])[0]["instances"]
+    _assert_boxes_close(single.pred_boxes.tensor, squares[1:], atol=1e-5)
+    tta = _tta(model, pyramid=((192, 256), 2.0, 16.0))
+    assert [c.scale for c in tta.copies(480, 640)] == pytest.approx([0.4, 0.8, 1.0])
+    found = tta([{"image": image}])[0]["instances"]
+    assert len(found) == 3
+    _assert_boxes_close(found.pred_boxes.tensor, squares, atol=3.0)
+    assert sorted(model.seen_sizes[-3:]) == [(192, 256), (384, 512), (480, 640)]
+    with pytest.raises(ValueError, match="pass one"):
+        _tta(model, pyramid=((192, 256), 2.0, 16.0), face_range=(4, 40), anchor_sizes=[[8]])

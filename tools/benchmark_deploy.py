@@ -155,7 +155,7 @@ def agreement(ref, got, min_score, min_iou=0.9):
 def build_routes(detector, routes, tmp, calibration, device):
     """Each available route as a callable on a float32 batch, or the reason it is skipped."""
     try:
-        onnx = export_onnx(detector.model, os.path.join(tmp, "model.onnx"))
+        onnx = export_onnx(detector.network, os.path.join(tmp, "model.onnx"))
     except Exception as e:  # e.g. no onnx exporter dependencies: the graph routes are skipped
         onnx = f"ONNX export failed: {e}"
     int8 = None
@@ -166,7 +166,7 @@ def build_routes(detector, routes, tmp, calibration, device):
                 raise RuntimeError(onnx)
             if backend == "torch":
                 runtimes.resolve_precision(backend, precision, device)
-                built[(backend, precision)] = torch_route(detector.model, precision, device)
+                built[(backend, precision)] = torch_route(detector.network, precision, device)
                 continue
             runtimes.resolve_precision(backend, precision, device)
             path = onnx
@@ -220,7 +220,9 @@ def bench_config(config, weights, args):
     """All routes of one config: rows of the table."""
     w, h = args.size
     opts = ["INPUT.MIN_SIZE_TEST", "0"]
-    detector = FaceDetector(config, weights or "", device=args.device, opts=opts)
+    detector = FaceDetector(
+        config, weights or "", device=args.device, opts=opts, protocol="original"
+    )
     rng = np.random.RandomState(0)
     one = (rng.rand(1, 3, h, w) * 255).astype(np.float32)
     many = (rng.rand(args.batch, 3, h, w) * 255).astype(np.float32)
@@ -246,11 +248,12 @@ def bench_config(config, weights, args):
                 row["agreement"] = agreement(reference, run(one), args.parity_score)
             if args.ap_dataset and backend != "stock RetinaNet":
                 kwargs = {"config_file": config, "weights": weights, "device": args.device}
+                kwargs["protocol"] = "original"  # the table's AP is the single-pass AP
                 row["ap"] = route_ap(kwargs, backend, precision, args.ap_dataset)
             rows.append(row)
             print(f"  {name} {backend} {precision}: {row['latency_ms']:.0f} ms", file=sys.stderr)
     gmacs = {
-        "AInnoFace": gmac(detector.model.cpu(), h, w),
+        "AInnoFace": gmac(detector.network.cpu(), h, w),
         "stock RetinaNet": gmac(stock.cpu(), h, w),
     }
     for row in rows:

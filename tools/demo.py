@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import ainnoface_d2
+from ainnoface_d2.evaluation import SIZE_PROTOCOLS
 from ainnoface_d2.predictor import FaceDetector
 from ainnoface_d2.runtime import tune_cpu_allocator
 
@@ -67,6 +68,11 @@ def get_parser():
     )
     parser.add_argument(
         "--tta", action="store_true", help="multi-scale + flip testing (TEST.AUG.FACE.*)"
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=SIZE_PROTOCOLS,
+        help="test-size protocol (default: the config's TEST.FACE.PROTOCOL; --tta: multiscale)",
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the config's)")
     parser.add_argument(
@@ -276,6 +282,7 @@ def main(argv=None) -> int:
         confidence_threshold=args.confidence_threshold,
         opts=args.opts,
         tta=args.tta,
+        protocol=args.protocol,
         backend=args.backend,
         precision=args.precision,
     )

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import ainnoface_d2  # noqa: F401  (compat shims before detectron2)
 from ainnoface_d2.data.wider_face_format import parse_bbx_gt
+from ainnoface_d2.evaluation import SIZE_PROTOCOLS
 from ainnoface_d2.evaluation.wider_face_protocol import voc_ap
 
 import cv2
@@ -133,6 +134,11 @@ def get_parser():
     parser.add_argument(
         "--tta", action="store_true", help="multi-scale + flip testing (TEST.AUG.FACE.*)"
     )
+    parser.add_argument(
+        "--protocol",
+        choices=SIZE_PROTOCOLS,
+        help="test-size protocol (default: the config's TEST.FACE.PROTOCOL; --tta: multiscale)",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE")
     return parser
 
@@ -149,7 +155,11 @@ def main(argv=None) -> dict:
         )
     gt = load_ground_truth(args.root)
     detector = FaceDetector(
-        args.config_file, confidence_threshold=0.0, opts=args.opts, tta=args.tta
+        args.config_file,
+        confidence_threshold=0.0,
+        opts=args.opts,
+        tta=args.tta,
+        protocol=args.protocol,
     )
     preds, images = {}, {}
     for name in gt:

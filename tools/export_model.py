@@ -62,7 +62,7 @@ def main(argv=None):
         raise SystemExit("--int8 needs --format onnx and --input-dtype float32")
     # FaceDetector builds the config and loads the weights as the demo does.
     detector = FaceDetector(args.config_file, device="cpu", opts=opts)
-    path = export_model(detector.cfg, detector.model, args.output, args.format, args.input_dtype)
+    path = export_model(detector.cfg, detector.network, args.output, args.format, args.input_dtype)
     print(f"wrote {path}")
     if args.int8:
         images = detector.calibration_images(args.calibration_dataset, args.calibration_images)

@@ -54,7 +54,7 @@ def get_parser():
         type=_protocol_list,
         metavar="P[,P...]",
         help=f"test-size protocols to evaluate, from {','.join(SIZE_PROTOCOLS)}, each labelled "
-        "in the results (sets TEST.FACE.SIZE_PROTOCOLS; the configs' default: original)",
+        "in the results (sets TEST.FACE.SIZE_PROTOCOLS; default: the config's)",
     )
     return parser
 

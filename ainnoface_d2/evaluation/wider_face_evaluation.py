@@ -5,7 +5,7 @@ dataset dicts (the converter writes ``wider_index`` / ``wider_bbox`` / ``wider_{
 on every annotation, from :func:`ainnoface_d2.data.wider_face_format.load_eval_ground_truth`) and
 scores them with :mod:`ainnoface_d2.evaluation.wider_face_protocol`. Every AP it reports carries two
 labels: the *test-size protocol* the detections were made under (``original``, ``vga``,
-``multiscale``; see :mod:`ainnoface_d2.engine`) and the *scoring protocol* (``matlab``, the official
+``multiscale``, ``pyramid``; see :mod:`ainnoface_d2.engine`) and the *scoring protocol* (``matlab``, the official
 tool, or ``python``, the popular port).
 """
 
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["SIZE_PROTOCOLS", "WiderFaceEvaluator", "gt_from_dataset_dicts"]
 
 # The test-size protocols an AP can be labelled with (run by ainnoface_d2.engine).
-SIZE_PROTOCOLS = ("original", "vga", "multiscale")
+SIZE_PROTOCOLS = ("original", "vga", "multiscale", "pyramid")
 
 
 def gt_from_dataset_dicts(dataset_dicts, dataset_name="<dataset>", settings=SETTINGS):
@@ -103,7 +103,7 @@ class WiderFaceEvaluator(DatasetEvaluator):
         Args:
             protocol: the scoring protocol, ``"matlab"`` or ``"python"``.
             size_protocol: the test-size protocol the predictions come from (a label only:
-                ``original``, ``vga`` or ``multiscale``).
+                ``original``, ``vga``, ``multiscale`` or ``pyramid``).
         """
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")

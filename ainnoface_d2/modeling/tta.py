@@ -38,6 +38,16 @@ min_face``), so the copies' ranges tile [min_face, max_face]. Each face (sqrt(w 
 the copy nearest scale 1 that sees it, and each copy runs flipped too, since box voting drops
 boxes that only one copy found.
 
+An image pyramid from the scale a model was trained at (:func:`pyramid_copies`, the ``pyramid``
+test-size protocol, ``TEST.FACE.PYRAMID``): the first copy is the image fitted into
+``BASE_SIZE`` (short x long side; for a model trained on small crops, about their size), then
+copies ``STEP`` times larger up to scale 1. A face is kept from the smallest copy in which it is
+at least ``MIN_FACE`` pixels, so a model that is reliable only near its training scale sees every
+face there, and the larger copies only add the faces too small for the smaller ones. The copies
+see disjoint face sizes, so a face found by one copy only is kept (box voting merges the few
+found twice at the boundaries). The small built-in-data model (``configs/ainnoface_R18_cpu.yaml``)
+is tested this way by default; its figures are in ``MODEL_ZOO.md``.
+
 Worked example, paper config, ``min_face=4, max_face=1000``, a 640 x 480 photo: copies at 2x
 (1280 x 960: faces of 4-8 px become 8-16 px; it keeps the faces below 8 px), 1x (keeps 8-362
 px) and 0.362x (232 x 174: faces of 362-1000 px become 131-362 px; keeps those above 362 px),
@@ -59,7 +69,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torchvision.ops import box_iou
 
-__all__ = ["AInnoFaceWithTTA", "TTACopy", "face_tta_copies", "face_range_copies", "box_voting"]
+__all__ = [
+    "AInnoFaceWithTTA",
+    "TTACopy",
+    "face_tta_copies",
+    "face_range_copies",
+    "pyramid_copies",
+    "box_voting",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +201,41 @@ def face_range_copies(
     return copies
 
 
+def pyramid_copies(
+    height: int,
+    width: int,
+    base_size: Tuple[float, float],
+    step: float = 2.0,
+    min_face: float = 16.0,
+) -> List[TTACopy]:
+    """The copies of the ``pyramid`` protocol for a ``height`` x ``width`` image (module docstring).
+
+    ``base_size`` is (short side, long side) of the first copy's bounding size: the image is
+    fitted into it as ``ResizeShortestEdge(short, max_size=long)`` fits it (never enlarged);
+    then copies ``step`` times larger, the last at scale 1. Copy k keeps the faces (sqrt(w h),
+    original pixels) from ``min_face / s_k`` up to ``min_face / s_(k-1)``: the first keeps every
+    face above its bound, the last (scale 1) every face below its bound.
+    """
+    if height <= 0 or width <= 0:
+        raise ValueError(f"Image size must be positive, got {height}x{width}.")
+    short, long = (float(v) for v in base_size)
+    if not 0 < short <= long:
+        raise ValueError(f"TEST.FACE.PYRAMID.BASE_SIZE must be 0 < short <= long, got {base_size}")
+    if step <= 1:
+        raise ValueError(f"TEST.FACE.PYRAMID.STEP must be > 1, got {step}")
+    if min_face <= 0:
+        raise ValueError(f"TEST.FACE.PYRAMID.MIN_FACE must be positive, got {min_face}")
+    scales = [min(1.0, short / min(height, width), long / max(height, width))]
+    while scales[-1] < 1.0 - _SCALE_EPS:
+        scales.append(min(1.0, scales[-1] * step))
+    copies = []
+    for k, scale in enumerate(scales):
+        low = 0.0 if k == len(scales) - 1 else min_face / scale
+        high = math.inf if k == 0 else min_face / scales[k - 1]
+        copies.append(TTACopy(scale, False, "range", low, high))
+    return copies
+
+
 def _flat(x) -> List[float]:
     if isinstance(x, list | tuple):
         return [v for item in x for v in _flat(item)]
@@ -197,6 +249,7 @@ def box_voting(
     max_detections: int,
     classes: torch.Tensor | None = None,
     plus_one: bool = False,
+    keep_single: bool = False,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Merge overlapping detections by score-weighted voting (S3FD's ``bbox_vote``).
 
@@ -204,7 +257,7 @@ def box_voting(
     with IoU >= ``iou_threshold``; the cluster becomes one box whose coordinates are the
     score-weighted mean of the cluster's and whose score is the cluster's maximum; the cluster is
     removed. Clusters of a single box are dropped (a face seen by one copy only is likely a false
-    positive). Boxes of different ``classes`` never vote together.
+    positive) unless ``keep_single``. Boxes of different ``classes`` never vote together.
 
     The IoUs are computed once, in row blocks with ``torchvision.ops.box_iou`` on the boxes'
     device, and kept as a sparse neighbour list, so the greedy pass costs O(neighbours) per
@@ -218,6 +271,8 @@ def box_voting(
         classes: optional (N,) integer labels.
         plus_one: IoU with the inclusive-pixel convention of SRN's ``bbox_vote`` (a box covers
             ``x2 - x1 + 1`` pixels), which merges small boxes more readily.
+        keep_single: keep clusters of a single box (for copies that see disjoint face sizes,
+            where one copy finding a face is the rule).
 
     Returns:
         boxes (M, 4), scores (M,), classes (M,) or None, sorted by decreasing score, M <=
@@ -263,7 +318,7 @@ def box_voting(
         nb = nb[(nb != i) & ~removed[nb]]
         removed[i] = True
         removed[nb] = True
-        if len(nb) == 0:
+        if len(nb) == 0 and not keep_single:
             continue
         cluster = np.concatenate([[i], nb])
         weights = scores_np[cluster]
@@ -277,10 +332,18 @@ def box_voting(
     return out_boxes, scores[keep], out_classes
 
 
-def _resize_chw(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Bilinear resize of a CHW image (half-pixel centres, like cv2.INTER_LINEAR in SRN)."""
+def _resize_chw(
+    image: torch.Tensor, height: int, width: int, antialias: bool = False
+) -> torch.Tensor:
+    """Bilinear resize of a CHW image (half-pixel centres, like cv2.INTER_LINEAR in SRN;
+    ``antialias``: low-pass filtered when shrinking, like the PIL resize of Detectron2's
+    ``ResizeTransform`` that made the training images)."""
     out = F.interpolate(
-        image[None].float(), size=(height, width), mode="bilinear", align_corners=False
+        image[None].float(),
+        size=(height, width),
+        mode="bilinear",
+        align_corners=False,
+        antialias=antialias and height < image.shape[-2],
     )[0]
     if image.dtype == torch.uint8:
         out = out.round_().clamp_(0, 255).to(torch.uint8)
@@ -313,6 +376,7 @@ class AInnoFaceWithTTA(nn.Module):
         vote_plus_one: bool = False,
         face_range: Tuple[float | None, float | None] | None = None,
         anchor_sizes=None,
+        pyramid: Tuple[Tuple[float, float], float, float] | None = None,
     ):
         """
         Args:
@@ -330,6 +394,8 @@ class AInnoFaceWithTTA(nn.Module):
             face_range: (min_face, max_face) in pixels, either may be None: run the copies of
                 :func:`face_range_copies` for ``anchor_sizes`` instead of SRN's.
             anchor_sizes: the model's anchor sizes (``MODEL.ANCHOR_GENERATOR.SIZES``).
+            pyramid: (base_size, step, min_face): run the copies of :func:`pyramid_copies`
+                instead of SRN's, merged keeping single boxes (``TEST.FACE.PYRAMID``).
         """
         super().__init__()
         if isinstance(model, DistributedDataParallel):
@@ -349,6 +415,9 @@ class AInnoFaceWithTTA(nn.Module):
             raise ValueError("face_range needs the model's anchor_sizes")
         self.face_range = face_range
         self.anchor_sizes = anchor_sizes
+        if pyramid is not None and face_range is not None:
+            raise ValueError("face_range and pyramid both choose the copies; pass one")
+        self.pyramid = pyramid
 
     @classmethod
     def from_config(cls, cfg, model):
@@ -368,8 +437,16 @@ class AInnoFaceWithTTA(nn.Module):
             "anchor_sizes": cfg.MODEL.ANCHOR_GENERATOR.SIZES,
         }
 
+    @classmethod
+    def pyramid_from_config(cls, cfg, model):
+        """The ``pyramid`` test-size protocol of ``cfg`` (``TEST.FACE.PYRAMID``) around ``model``."""
+        p = cfg.TEST.FACE.PYRAMID
+        return cls(cfg, model, pyramid=(tuple(p.BASE_SIZE), p.STEP, p.MIN_FACE))
+
     def copies(self, height: int, width: int) -> List[TTACopy]:
         """The augmented copies run for an image of this size."""
+        if self.pyramid is not None:
+            return pyramid_copies(height, width, *self.pyramid)
         if self.face_range is not None:
             return face_range_copies(
                 height, width, self.anchor_sizes, *self.face_range, self.max_side, self.flip
@@ -410,6 +487,7 @@ class AInnoFaceWithTTA(nn.Module):
             self.max_detections,
             torch.cat(all_classes),
             plus_one=self.vote_plus_one,
+            keep_single=self.pyramid is not None,
         )
         result = Instances((height, width))
         result.pred_boxes = Boxes(boxes)
@@ -424,7 +502,10 @@ class AInnoFaceWithTTA(nn.Module):
         height, width = image.shape[-2:]
         new_h = max(1, int(round(height * copy.scale)))
         new_w = max(1, int(round(width * copy.scale)))
-        resized = image if (new_h, new_w) == (height, width) else _resize_chw(image, new_h, new_w)
+        resized = image
+        if (new_h, new_w) != (height, width):
+            # SRN's copies as SRN resizes them; the pyramid's as the training images were.
+            resized = _resize_chw(image, new_h, new_w, antialias=self.pyramid is not None)
         if copy.flip:
             resized = resized.flip(-1)
         out = self.model([{"image": resized, "height": new_h, "width": new_w}])[0]["instances"]
