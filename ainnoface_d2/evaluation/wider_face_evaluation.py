@@ -5,8 +5,8 @@ dataset dicts (the converter writes ``wider_index`` / ``wider_bbox`` / ``wider_{
 on every annotation, from :func:`ainnoface_d2.data.wider_face_format.load_eval_ground_truth`) and
 scores them with :mod:`ainnoface_d2.evaluation.wider_face_protocol`. Every AP it reports carries two
 labels: the *test-size protocol* the detections were made under (``original``, ``vga``,
-``multiscale``, ``pyramid``; see :mod:`ainnoface_d2.engine`) and the *scoring protocol* (``matlab``, the official
-tool, or ``python``, the popular port).
+``multiscale``, ``pyramid``; see :mod:`ainnoface_d2.engine`) and the *scoring protocol*
+(``matlab``, the official tool, or ``python``, the popular port).
 """
 
 import copy

@@ -28,8 +28,8 @@ as implemented by the official MATLAB ``eval_tools`` (``wider_eval.m``, ``read_p
 Two *scoring* protocols are offered (``PROTOCOLS``, the config key ``TEST.WIDER_FACE.PROTOCOL``),
 because the official tool and the popular Python port (``wondervictor/WiderFace-Evaluation``, used
 by many papers) differ in step 2. They are not the *test-size* protocols (``original``, ``vga``,
-``multiscale``, ``pyramid``: how the images are fed to the detector, ``TEST.FACE.SIZE_PROTOCOLS``, see
-:mod:`ainnoface_d2.engine`):
+``multiscale``, ``pyramid``: how the images are fed to the detector,
+``TEST.FACE.SIZE_PROTOCOLS``, see :mod:`ainnoface_d2.engine`):
 
 ``protocol="matlab"`` (default, the official numbers) reproduces what MATLAB really computes. The
 ground truth in ``wider_face_val.mat`` is of class ``int32``, and MATLAB evaluates mixed

@@ -439,7 +439,7 @@ class AInnoFaceWithTTA(nn.Module):
 
     @classmethod
     def pyramid_from_config(cls, cfg, model):
-        """The ``pyramid`` test-size protocol of ``cfg`` (``TEST.FACE.PYRAMID``) around ``model``."""
+        """``model`` with the ``pyramid`` test-size protocol of ``cfg`` (``TEST.FACE.PYRAMID``)."""
         p = cfg.TEST.FACE.PYRAMID
         return cls(cfg, model, pyramid=(tuple(p.BASE_SIZE), p.STEP, p.MIN_FACE))
 
