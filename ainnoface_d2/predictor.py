@@ -2,8 +2,9 @@
 
 A small Python API in the spirit of Detectron2's ``DefaultPredictor``
 (``detectron2/engine/defaults.py``): it builds the config and the model, loads the weights and
-turns an ``HxWx3`` array into ``{"boxes", "scores"}``, optionally with SRN's multi-scale + flip
-test-time augmentation (:class:`ainnoface_d2.modeling.tta.AInnoFaceWithTTA`) and in batches.
+turns an ``HxWx3`` array into ``{"boxes", "scores"}``, in batches, under one of the test-size
+protocols of :mod:`ainnoface_d2.engine` (``TEST.FACE.PROTOCOL``: one pass, or copies such as SRN's
+multi-scale + flip testing or the pyramid, :class:`ainnoface_d2.modeling.tta.AInnoFaceWithTTA`).
 
 ``backend`` and ``precision`` choose the runtime (see :mod:`ainnoface_d2.export.runtimes`):
 ``"torch"`` runs the Detectron2 model (fp32; bf16 with CPU autocast and channels-last memory;

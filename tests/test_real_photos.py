@@ -112,8 +112,9 @@ def test_cli_scores_and_draws(tmp_path, monkeypatch):
     gt = scorer.load_ground_truth(root)
 
     class FakeDetector:
-        def __init__(self, *args, **kwargs):
+        def __init__(self, *args, protocol=None, **kwargs):
             self.calls = 0
+            self.protocol = protocol or "pyramid"
 
         def __call__(self, image):
             self.calls += 1
@@ -129,6 +130,7 @@ def test_cli_scores_and_draws(tmp_path, monkeypatch):
     args = ["--config-file", "unused.yaml", "--root", str(root), "--output", str(out)]
     result = scorer.main(args)
     assert result["num_faces"] == 3 and result["found"] == 1 and result["false_positives"] == 1
+    assert result["protocol"] == "pyramid"  # the protocol the detector ran is recorded
     # Ranked: 0.9 TP, 0.6 FP over 3 faces: AP = 1/3.
     assert result["AP50"] == pytest.approx(1 / 3)
     assert json.loads((out / "real_photos_metrics.json").read_text()) == result
