@@ -54,7 +54,7 @@ from detectron2.utils.logger import setup_logger
 from . import compat
 from .config import get_ainnoface_cfg
 from .data import FaceDatasetMapper
-from .evaluation import SIZE_PROTOCOLS, WiderFaceEvaluator
+from .evaluation import SIZE_PROTOCOLS, VGA_LONG_SIDE, VGA_SHORT_SIDE, WiderFaceEvaluator
 from .modeling.tta import AInnoFaceWithTTA
 from .solver import build_optimizer
 
@@ -72,8 +72,6 @@ logger = logging.getLogger(__name__)
 # DefaultTrainer wraps the model with create_ddp_model, which needs this for CPU models.
 compat.allow_cpu_ddp()
 
-# VGA: the image fits 640x480 in its own orientation.
-VGA_SHORT_SIDE, VGA_LONG_SIDE = 480, 640
 # protocol -> (output folder under OUTPUT_DIR, suffix of the result keys)
 _PROTOCOL_OUTPUTS = {
     "original": ("inference", ""),

@@ -45,8 +45,7 @@ from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances
 
 from .config import get_ainnoface_cfg
-from .engine import VGA_LONG_SIDE, VGA_SHORT_SIDE
-from .evaluation import SIZE_PROTOCOLS
+from .evaluation import SIZE_PROTOCOLS, VGA_LONG_SIDE, VGA_SHORT_SIDE
 from .export import runtimes
 from .export.graph import export_onnx
 from .modeling.tta import AInnoFaceWithTTA

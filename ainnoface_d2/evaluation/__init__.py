@@ -3,7 +3,13 @@ Detectron2 evaluator (:mod:`.wider_face_evaluation`). The ground truth is read b
 :func:`ainnoface_d2.data.wider_face_format.load_eval_ground_truth`, re-exported here."""
 
 from ..data.wider_face_format import SETTINGS, WiderImageGT, load_eval_ground_truth
-from .wider_face_evaluation import SIZE_PROTOCOLS, WiderFaceEvaluator, gt_from_dataset_dicts
+from .wider_face_evaluation import (
+    SIZE_PROTOCOLS,
+    VGA_LONG_SIDE,
+    VGA_SHORT_SIDE,
+    WiderFaceEvaluator,
+    gt_from_dataset_dicts,
+)
 from .wider_face_protocol import (
     PROTOCOLS,
     evaluate,
@@ -18,6 +24,8 @@ __all__ = [
     "PROTOCOLS",
     "SETTINGS",
     "SIZE_PROTOCOLS",
+    "VGA_LONG_SIDE",
+    "VGA_SHORT_SIDE",
     "WiderFaceEvaluator",
     "WiderImageGT",
     "evaluate",

@@ -26,10 +26,18 @@ from .wider_face_protocol import PROTOCOLS, evaluate, plot_pr_curves, write_subm
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SIZE_PROTOCOLS", "WiderFaceEvaluator", "gt_from_dataset_dicts"]
+__all__ = [
+    "SIZE_PROTOCOLS",
+    "VGA_LONG_SIDE",
+    "VGA_SHORT_SIDE",
+    "WiderFaceEvaluator",
+    "gt_from_dataset_dicts",
+]
 
 # The test-size protocols an AP can be labelled with (run by ainnoface_d2.engine).
 SIZE_PROTOCOLS = ("original", "vga", "multiscale", "pyramid")
+# "vga": the image fits 640x480 in its own orientation (shorter side 480, longer at most 640).
+VGA_SHORT_SIDE, VGA_LONG_SIDE = 480, 640
 
 
 def gt_from_dataset_dicts(dataset_dicts, dataset_name="<dataset>", settings=SETTINGS):
