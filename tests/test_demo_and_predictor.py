@@ -267,6 +267,26 @@ def test_demo_single_image_to_file(tmp_path):
     assert cv2.imread(str(target)).shape == (96, 128, 3)
 
 
+def test_demo_protocol_option(tmp_path, monkeypatch):
+    """--protocol reaches FaceDetector; without it the config's TEST.FACE.PROTOCOL runs."""
+    seen = []
+
+    class Recording(FaceDetector):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self.protocol)
+
+    monkeypatch.setattr(demo_tool, "FaceDetector", Recording)
+    _write_images(tmp_path / "in")
+    argv = ["--config-file", CONFIG, "--input", str(tmp_path / "in" / "a.png")]
+    argv += ["--output", str(tmp_path / "drawn.jpg")]
+    assert demo_tool.main(argv + ["--protocol", "vga"]) == 0
+    assert demo_tool.main(argv) == 0
+    assert seen == ["vga", "pyramid"]
+    with pytest.raises(SystemExit):
+        demo_tool.main(argv + ["--protocol", "fit"])
+
+
 def test_demo_video(tmp_path, fake_box_detector):
     video = tmp_path / "clip.mp4"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 12, (64, 48))
