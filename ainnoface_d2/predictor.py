@@ -66,8 +66,8 @@ class FaceDetector:
             ``opts``), falling back to cpu when that is cuda and no GPU is available.
         confidence_threshold: detections scoring below this are dropped.
         opts: extra ``KEY VALUE`` config overrides, as on Detectron2 command lines.
-        tta: wrap the model in SRN's multi-scale + flip testing (``TEST.AUG.FACE.*``; torch
-            backend only).
+        tta: wrap the model in SRN's multi-scale + flip testing (``TEST.AUG.FACE.*``), the
+            ``"multiscale"`` protocol.
         backend: "torch", "onnxruntime" or "openvino" (the last two: ``pip install
             -e '.[deploy]'``).
         precision: "fp32", "bf16", "int8", "fp16" (GPU) or "auto" (see
