@@ -253,9 +253,7 @@ class Trainer(DefaultTrainer):
         folder, suffix = _PROTOCOL_OUTPUTS[protocol]
         if protocol == "multiscale":
             logger.info("Running inference with test-time augmentation ...")
-            model = AInnoFaceWithTTA(cfg, model)
-        elif protocol == "pyramid":
-            model = AInnoFaceWithTTA.pyramid_from_config(cfg, model)
+        model = AInnoFaceWithTTA.for_protocol(cfg, model, protocol)
         results = OrderedDict()
         for name in cfg.DATASETS.TEST:
             loader = cls.build_test_loader(cfg, name, size_protocol=protocol)

@@ -157,10 +157,8 @@ class FaceDetector:
                 model.to(memory_format=torch.channels_last)
         if self.protocol == "range":
             model = AInnoFaceWithTTA(cfg, model, face_range=(min_face, max_face))
-        elif self.protocol == "multiscale":
-            model = AInnoFaceWithTTA(cfg, model)
-        elif self.protocol == "pyramid":
-            model = AInnoFaceWithTTA.pyramid_from_config(cfg, model)
+        else:
+            model = AInnoFaceWithTTA.for_protocol(cfg, model, self.protocol)
         self.model = model
 
     @staticmethod

@@ -170,11 +170,11 @@ def main(argv=None) -> dict:
         preds[name] = (faces["boxes"], faces["scores"])
     result = summarize(preds, gt, args.score_threshold)
     result["protocol"] = detector.protocol
-    r = result
     print(
-        f"real photos ('{r['protocol']}' test size): AP50 {100 * r['AP50']:.1f}  faces found at "
-        f"score >= {r['score_threshold']}: {r['found']} of {r['num_faces']}, false positives "
-        f"{r['false_positives']} ({r['num_images']} photos)"
+        f"real photos ('{result['protocol']}' test size): AP50 {100 * result['AP50']:.1f}  "
+        f"faces found at score >= {result['score_threshold']}: {result['found']} of "
+        f"{result['num_faces']}, false positives {result['false_positives']} "
+        f"({result['num_images']} photos)"
     )
     if args.output is not None:
         _write_outputs(args.output, result, preds, gt, images, args.score_threshold)

@@ -82,31 +82,29 @@ def check_on_photos(photos, weights, overrides):
         return json.load(f)
 
 
-# The test-size protocols the config evaluates (TEST.FACE.SIZE_PROTOCOLS) and their output folders.
-PROTOCOL_FOLDERS = {"original": "inference", "pyramid": "inference_pyramid"}
+METRICS = "wider_face_metrics.json"
 
 
 def report(demo_dir, photo_metrics):
     inference = os.path.join(OUTPUT, "inference", "builtin_faces_val")
     print("\nDone. Results:")
     print(f"  model:            {os.path.join(OUTPUT, 'model_final.pth')}")
-    print(f"  metrics:          {os.path.join(inference, 'wider_face_metrics.json')}")
+    print(f"  metrics:          {os.path.join(inference, METRICS)}")
     print(f"  PR curves:        {os.path.join(inference, 'wider_face_pr_curves.png')}")
     print(f"  submission files: {os.path.join(inference, 'wider_face_submission')}")
     print(f"  drawn images:     {demo_dir}")
     if photo_metrics is not None:
         print(f"  drawn photos:     {os.path.join(OUTPUT, 'real_photos')}")
     print()
-    for protocol, folder in PROTOCOL_FOLDERS.items():
-        path = os.path.join(OUTPUT, folder, "builtin_faces_val", "wider_face_metrics.json")
-        if os.path.isfile(path):
-            with open(path) as f:
-                m = json.load(f)
-            aps = " / ".join(f"{m[k]:.1f}" for k in ("AP_easy", "AP_medium", "AP_hard"))
-            print(
-                f"WIDER FACE AP on builtin_faces_val (easy / medium / hard, %), '{protocol}' "
-                f"test size: {aps}"
-            )
+    # One metrics file per test-size protocol the config evaluates, each labelled with it.
+    for path in sorted(glob.glob(os.path.join(OUTPUT, "*", "builtin_faces_val", METRICS))):
+        with open(path) as f:
+            m = json.load(f)
+        aps = " / ".join(f"{m[k]:.1f}" for k in ("AP_easy", "AP_medium", "AP_hard"))
+        print(
+            f"WIDER FACE AP on builtin_faces_val (easy / medium / hard, %), "
+            f"'{m['size_protocol']}' test size: {aps}"
+        )
     if photo_metrics is not None:
         m = photo_metrics
         print(
