@@ -246,6 +246,25 @@ def int8_onnx(trained):
     return quantize_onnx(trained["onnx"], str(trained["tmp"] / "model_int8.onnx"), calib)
 
 
+def test_int8_graph_is_u8s8_per_channel(int8_onnx):
+    """Every convolution runs on uint8 activations and per-channel int8 weights (the form that
+    ONNX Runtime's x86 int8 kernels run natively), read from the quantized graph itself."""
+    import onnx
+
+    graph = onnx.load(int8_onnx).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    zero_point_type = {init.name: init.data_type for init in graph.initializer}
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    assert convs
+    for conv in convs:
+        act, weight = producer[conv.input[0]], producer[conv.input[1]]
+        assert act.op_type == weight.op_type == "DequantizeLinear", conv.name
+        assert zero_point_type[act.input[2]] == onnx.TensorProto.UINT8, conv.name
+        assert zero_point_type[weight.input[2]] == onnx.TensorProto.INT8, conv.name
+        axis = [a.i for a in weight.attribute if a.name == "axis"]
+        assert axis == [0], conv.name  # one scale per output channel
+
+
 @pytest.fixture(scope="module")
 def fp32_faces(trained):
     """FaceDetector (torch, fp32) detections of the test images, scores >= 0.5."""
