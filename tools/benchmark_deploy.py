@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import copy
 import json
+import math
 import os
 import statistics
 import sys
@@ -295,7 +296,9 @@ def print_table(rows, args):
                 continue
             ms = r["latency_ms"]
             ap = "/".join(f"{a:.1f}" for a in r["ap"]) if "ap" in r else ""
-            agree = f"{r['agreement']:.2f}" if "agreement" in r else ""
+            # nan: the reference has no detection above --parity-score (e.g. random weights)
+            a = r.get("agreement", float("nan"))
+            agree = "" if math.isnan(a) else f"{a:.2f}"
             print(
                 f"| {cfg_name} | {route} | {r['gmac']:.1f} | {ms:.0f} | "
                 f"{ref / ms if ref else float('nan'):.2f} | "
