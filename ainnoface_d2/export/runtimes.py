@@ -20,6 +20,7 @@ Precision routes (``precision=``):
 
 import logging
 import os
+import tempfile
 
 import numpy as np
 
@@ -225,15 +226,21 @@ def quantize_onnx(fp32_path, int8_path, calibration_batches):
     batches = [np.ascontiguousarray(b, dtype=np.float32) for b in calibration_batches]
     if not batches:
         raise ValueError("int8 calibration needs at least one image")
-    q.quantize_static(
-        fp32_path,
-        int8_path,
-        _Calibration("images", batches),
-        quant_format=q.QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=q.QuantType.QUInt8,
-        weight_type=q.QuantType.QInt8,
-        op_types_to_quantize=["Conv"],
-        calibrate_method=q.CalibrationMethod.MinMax,
-    )
+    # ONNX Runtime's pre-processing (shape inference, graph optimisation) first, as its
+    # quantization guide asks: measured R50, 640x480, 2 threads, ONNX Runtime int8 1751 ms
+    # without it, 550 ms with it (fp32 1525 ms).
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = os.path.join(tmp, "prepared.onnx")
+        q.quant_pre_process(fp32_path, prepared, skip_symbolic_shape=True)
+        q.quantize_static(
+            prepared,
+            int8_path,
+            _Calibration("images", batches),
+            quant_format=q.QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=q.QuantType.QUInt8,
+            weight_type=q.QuantType.QInt8,
+            op_types_to_quantize=["Conv"],
+            calibrate_method=q.CalibrationMethod.MinMax,
+        )
     return int8_path
