@@ -213,7 +213,7 @@ def quantize_onnx(fp32_path, int8_path, calibration_batches):
     """Post-training static int8 quantization of an exported graph (QDQ, per-channel symmetric
     int8 weights, asymmetric uint8 activations, the convolutions only; decoding and NMS stay
     fp32). uint8 activations with int8 weights ("U8S8") are what ONNX Runtime's x86 int8
-    kernels run natively (VNNI); with int8 activations it runs ~2x slower, slower than fp32.
+    kernels run natively (VNNI); with int8 activations it ran slower than fp32 (BENCHMARKS.md).
 
     Args:
         calibration_batches: ``(1, 3, H, W)`` float32 arrays (training images, preprocessed as
@@ -226,9 +226,9 @@ def quantize_onnx(fp32_path, int8_path, calibration_batches):
     batches = [np.ascontiguousarray(b, dtype=np.float32) for b in calibration_batches]
     if not batches:
         raise ValueError("int8 calibration needs at least one image")
-    # ONNX Runtime's pre-processing (shape inference, graph optimisation) first, as its
-    # quantization guide asks: measured R50, 640x480, 2 threads, ONNX Runtime int8 1751 ms
-    # without it, 550 ms with it (fp32 1525 ms).
+    # ONNX Runtime's pre-processing (shape inference, constant folding, graph optimisation)
+    # first, as its quantization guide asks: without it the R50 int8 graph ran slower than fp32
+    # under ONNX Runtime (BENCHMARKS.md).
     with tempfile.TemporaryDirectory() as tmp:
         prepared = os.path.join(tmp, "prepared.onnx")
         q.quant_pre_process(fp32_path, prepared, skip_symbolic_shape=True)
