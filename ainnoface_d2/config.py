@@ -24,6 +24,12 @@ def add_ainnoface_config(cfg):
     _add_test_protocol_config(cfg)
     # "SGD" (Detectron2's, the paper's) or "ADAMW" (ainnoface_d2/solver.py).
     cfg.SOLVER.OPTIMIZER = "SGD"
+    # Exponential moving average of the weights (ainnoface_d2/ema.py): at the end of training
+    # model_final.pth holds the average. d_t = DECAY * (1 - exp(-t / RAMP_ITERS)) at step t.
+    cfg.MODEL_EMA = CN()
+    cfg.MODEL_EMA.ENABLED = False
+    cfg.MODEL_EMA.DECAY = 0.999
+    cfg.MODEL_EMA.RAMP_ITERS = 0.0
 
 
 def _add_model_config(cfg):
@@ -135,6 +141,10 @@ def _add_input_config(cfg):
     # Data-anchor-sampling: the target size is at most this many times the face (unless a
     # bin's lower end is larger). PyramidBox's official code: 2.0; 0 = no cap (up to ~8x).
     _F.DATA_ANCHOR_SAMPLING_MAX_UPSCALE = 0.0
+    # Which anchor bins data-anchor-sampling draws the target size from: "pyramidbox" (up to
+    # one bin above the face's own) or "crop" (every bin that fits the training crop, target at
+    # most the crop side; ainnoface_d2/data/augmentations.py, DataAnchorSampling).
+    _F.DATA_ANCHOR_SAMPLING_BINS = "pyramidbox"
     # Keep annotations with iscrowd=1 (WIDER's invalid faces) and faces that end up smaller than
     # MIN_FACE_SIZE as ignore boxes (Instances.gt_ignore) instead of dropping them, so that the
     # anchors on them are not trained as background (MODEL.AINNOFACE.IGNORE_IOF_THRESH). Only

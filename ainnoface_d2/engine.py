@@ -42,7 +42,7 @@ from detectron2.data import (
     build_detection_train_loader,
 )
 from detectron2.data import transforms as T
-from detectron2.engine import DefaultTrainer, SimpleTrainer, default_setup
+from detectron2.engine import DefaultTrainer, SimpleTrainer, default_setup, hooks
 from detectron2.evaluation import (
     COCOEvaluator,
     DatasetEvaluators,
@@ -54,6 +54,7 @@ from detectron2.utils.logger import setup_logger
 from . import compat
 from .config import get_ainnoface_cfg
 from .data import FaceDatasetMapper
+from .ema import EMAHook
 from .evaluation import SIZE_PROTOCOLS, VGA_LONG_SIDE, VGA_SHORT_SIDE, WiderFaceEvaluator
 from .modeling.tta import AInnoFaceWithTTA
 from .solver import build_optimizer
@@ -186,6 +187,16 @@ class Trainer(DefaultTrainer):
         super().load_state_dict(state_dict)
         if not self._PARENT_SAVES_INNER_TRAINER and "_trainer" in state_dict:
             self._trainer.load_state_dict(state_dict["_trainer"])
+
+    def build_hooks(self):
+        """Detectron2's hooks, with :class:`ainnoface_d2.ema.EMAHook` (``MODEL_EMA.ENABLED``)
+        after the LR scheduler: before the checkpointer, so that the last checkpoint holds the
+        average."""
+        ret = super().build_hooks()
+        if self.cfg.MODEL_EMA.ENABLED:
+            at = next(i for i, h in enumerate(ret) if isinstance(h, hooks.LRScheduler)) + 1
+            ret.insert(at, EMAHook.from_config(self.cfg))
+        return ret
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None, size_protocol="original"):

@@ -107,6 +107,25 @@ def test_das_cap_bounds_the_upscaling(side):
     assert np.mean(s_cap <= 1.0) >= np.mean(s_free <= 1.0)
 
 
+@pytest.mark.parametrize("side", [10.0, 40.0, 300.0])
+def test_das_crop_bins_spread_every_face_over_the_crop(side):
+    """bins="crop": the bin is uniform over the anchors that fit the crop (a_j <= 192: 8, 16, 32,
+    64, 128) whatever the face's size, and the target uniform in [a_j / 2, min(2 a_j, 192)], so
+    P(target > 64 px) = P(j = 3) * (128 - 64) / (128 - 32) + P(j = 4) = 1/5 * 2/3 + 1/5 = 1/3
+    for a face of any size. PyramidBox's rule keeps a 10-px face at <= 2 * 16 px."""
+    crop = 192
+    das = DataAnchorSampling(ANCHORS, crop_size=crop, bins="crop")
+    targets = _das_scales(das, side, 600, image=4000) * side  # large: fine resize steps
+    assert targets.min() >= ANCHORS[0] / 2 * (1 - 2e-3)
+    assert targets.max() <= crop * (1 + 2e-3)
+    assert np.mean(targets > 64) == pytest.approx(1 / 3, abs=0.06)
+    assert np.mean(targets < 8) == pytest.approx(1 / 5 * 4 / 12, abs=0.04)  # j = 0: [4, 16]
+    if side == 10.0:
+        assert (_das_scales(DataAnchorSampling(ANCHORS, crop), side, 300) * side).max() <= 32.1
+    with pytest.raises(ValueError, match="bins"):
+        DataAnchorSampling(ANCHORS, crop, bins="all")
+
+
 def _nearest(side):
     return int(np.argmin(np.abs(np.array(ANCHORS) - side)))
 

@@ -366,17 +366,29 @@ class DataAnchorSampling(_ShapeAugmentation):
     here becomes [a_j / 2, max(a_j / 2, min(2 a_j, 2 s))]; None keeps the uncapped rule, under
     which the bin above the nearest one enlarges a face up to 4 a_i / s.
 
+    ``bins``: ``"pyramidbox"`` (the rule above, j <= i + 1) or ``"crop"``: j uniform over every
+    bin whose anchor fits the crop (a_j <= ``crop_size``), whatever the face's own size, and the
+    target at most ``crop_size``, so that a face of any size can come out at any size the crop
+    holds whole. PyramidBox's rule keeps small faces small: on data where most faces are tiny,
+    few training faces come out larger than a few anchors (the CPU config's reason for "crop").
+
     Returns ``TransformList([ResizeTransform, CropPadTransform])``. Images without boxes get
     ``NoOpTransform`` (:class:`FaceSampling` sends them to the crop path instead).
     """
 
-    def __init__(self, anchor_sizes, crop_size, fill=0.0, max_upscale=None):
+    BINS = ("pyramidbox", "crop")
+
+    def __init__(self, anchor_sizes, crop_size, fill=0.0, max_upscale=None, bins="pyramidbox"):
         super().__init__()
         anchor_sizes = tuple(sorted(float(a) for a in anchor_sizes))
         if not anchor_sizes or anchor_sizes[0] <= 0:
             raise ValueError(f"anchor_sizes must be positive, got {anchor_sizes}")
         if max_upscale is not None and max_upscale <= 0:
             raise ValueError(f"max_upscale must be positive or None, got {max_upscale}")
+        if bins not in self.BINS:
+            raise ValueError(f"bins must be one of {self.BINS}, got {bins!r}")
+        if bins == "crop" and anchor_sizes[0] > crop_size:
+            raise ValueError(f"bins='crop': no anchor size of {anchor_sizes} fits {crop_size}")
         self._init(locals())
 
     def _sample(self, height, width, boxes):
@@ -390,9 +402,13 @@ class DataAnchorSampling(_ShapeAugmentation):
         k = candidates[np.random.randint(len(candidates))]
         face_side = sides[k]
         sizes = np.asarray(self.anchor_sizes)
-        i = int(np.argmin(np.abs(sizes - face_side)))
-        j = np.random.randint(0, min(len(sizes) - 1, i + 1) + 1)
-        high = sizes[j] * 2.0
+        if self.bins == "crop":
+            j = np.random.randint(0, int(np.sum(sizes <= self.crop_size)))
+            high = min(sizes[j] * 2.0, float(self.crop_size))
+        else:
+            i = int(np.argmin(np.abs(sizes - face_side)))
+            j = np.random.randint(0, min(len(sizes) - 1, i + 1) + 1)
+            high = sizes[j] * 2.0
         if self.max_upscale is not None:
             high = max(sizes[j] / 2.0, min(high, self.max_upscale * face_side))
         target = _uniform(sizes[j] / 2.0, high)

@@ -89,6 +89,7 @@ def build_face_train_augmentation(cfg):
         crop_size=f.TRAIN_SIZE,
         fill=fill,
         max_upscale=f.DATA_ANCHOR_SAMPLING_MAX_UPSCALE or None,
+        bins=f.DATA_ANCHOR_SAMPLING_BINS,
     )
     augs.append(FaceSampling(das, crop, prob=f.DATA_ANCHOR_SAMPLING_PROB))
     augs.append(RandomHFlip(prob=f.FLIP_PROB))
