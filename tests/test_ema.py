@@ -32,7 +32,9 @@ class _Recorder(HookBase):
         self.states = []
 
     def _snapshot(self):
-        self.states.append({k: v.detach().clone() for k, v in self.trainer.model.state_dict().items()})
+        self.states.append(
+            {k: v.detach().clone() for k, v in self.trainer.model.state_dict().items()}
+        )
 
     def before_train(self):
         self._snapshot()
