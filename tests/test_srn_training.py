@@ -362,6 +362,7 @@ def test_paper_configs_use_srn_values(path):
     assert a.STC_WARMUP_ITERS == -1 and f.IGNORE_REGIONS
     assert tuple(f.CROP_SCALE_RANGE) == (0.5, 1.0) and f.CROP_FULL_SIDE_PROB == 0.5
     assert f.DATA_ANCHOR_SAMPLING_MAX_UPSCALE == 2.0 and cfg.TEST.AUG.FACE.VOTE_IOU_PLUS_ONE
+    assert f.DATA_ANCHOR_SAMPLING_BINS == "pyramidbox" and not cfg.MODEL_EMA.ENABLED
 
 
 def test_paper_config_freezes_only_the_stem():
@@ -378,5 +379,6 @@ def test_cpu_config_keeps_its_measured_settings():
     assert a.STC_WARMUP_ITERS == 0 and a.TOPK_CANDIDATES_TEST == 500
     assert not f.IGNORE_REGIONS and tuple(f.CROP_SCALE_RANGE) == (0.3, 1.0)
     assert f.CROP_FULL_SIDE_PROB == 0 and f.DATA_ANCHOR_SAMPLING_MAX_UPSCALE == 0
+    assert f.DATA_ANCHOR_SAMPLING_BINS == "crop" and f.DATA_ANCHOR_SAMPLING_PROB == 0.5
     assert not cfg.TEST.AUG.FACE.VOTE_IOU_PLUS_ONE and cfg.MODEL.BACKBONE.FREEZE_AT == 0
     assert math.isclose(a.IGNORE_IOF_THRESH, 0.5)
