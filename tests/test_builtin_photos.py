@@ -6,6 +6,7 @@ generator says a face is can be checked against the pixels it wrote.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import tarfile
@@ -146,6 +147,12 @@ def test_build_with_photos_leaves_val_and_test_unchanged(tmp_path, monkeypatch):
     # A build with another photo count is another dataset (stamp), rebuilt.
     assert build_builtin_faces(tmp_path / "photos", seed=5, photo_images=5, **counts).built is False
     assert build_builtin_faces(tmp_path / "photos", seed=5, photo_images=2, **counts).built
+    # So is one whose photo set changed (a box moved): the stamp holds the photos and boxes.
+    first = photos.TRAINING_PHOTOS[0]
+    moved = dataclasses.replace(first, boxes=((1, 2, 3, 4),) + first.boxes[1:])
+    monkeypatch.setattr(build_mod, "TRAINING_PHOTOS", (moved,) + photos.TRAINING_PHOTOS[1:])
+    assert build_builtin_faces(tmp_path / "photos", seed=5, photo_images=2, **counts).built
+    assert build_builtin_faces(tmp_path / "photos", seed=5, photo_images=2, **counts).built is False
 
 
 def test_training_photos_are_not_in_the_check_set():

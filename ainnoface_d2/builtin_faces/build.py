@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .photos import load_training_photos
+from .photos import TRAINING_PHOTOS, load_training_photos
 from .records import (
     GENERATOR_VERSION,
     PHOTO_EVENT,
@@ -72,6 +72,10 @@ def _stamp_key(seed: int, counts: dict[str, int], photo_images: int) -> dict:
         "seed": seed,
         "num_images": counts,
         "photo_images": photo_images,
+        # the photos themselves: another set (or another box) makes another train split
+        "photos": [[p.sha256, [list(b) for b in p.boxes]] for p in TRAINING_PHOTOS]
+        if photo_images
+        else [],
     }
 
 
