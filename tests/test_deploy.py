@@ -218,21 +218,23 @@ def test_export_tool_writes_both_formats_and_metadata(trained, tmp_path):
 )
 def test_protocols_with_copies_run_on_the_exported_graph(trained, protocol, opts):
     """The pyramid and SRN's copies on ONNX Runtime give the torch backend's detections: the
-    copies are resized and merged in Python around either runner."""
+    copies are resized and merged in Python around either runner. Compared down to score 0.1:
+    how many of the fixture model's detections pass 0.3 through the pyramid's small copies
+    varies with the host's kernels (2 of them on one machine)."""
     kwargs = {"device": "cpu", "opts": OPTS + opts, "protocol": protocol}
-    kwargs["confidence_threshold"] = 0.3
+    kwargs["confidence_threshold"] = 0.1
     ref = FaceDetector(SMALL_CONFIG, trained["weights"], **kwargs)
     det = FaceDetector(SMALL_CONFIG, trained["onnx"], backend="onnxruntime", **kwargs)
     assert det.protocol == protocol and len(det.model.copies(150, 150)) >= 3
-    matched = 0
+    matched = []
     for image in trained["images"]:
         want, got = ref(image), det(image)
         want = (torch.as_tensor(want["boxes"]), torch.as_tensor(want["scores"]))
         got = (torch.as_tensor(got["boxes"]), torch.as_tensor(got["scores"]))
-        ious, diffs = _match(want, got, 0.3, 0.99)
+        ious, diffs = _match(want, got, 0.1, 0.99)
         assert (ious >= 0.99).all() and (diffs <= 1e-3).all()
-        matched += len(ious)
-    assert matched >= 3
+        matched.append(want[1][want[1] >= 0.1])
+    assert sum(len(m) for m in matched) >= 3
 
 
 # ---------------------------------------------------------------- reduced precision

@@ -12,9 +12,9 @@ writes ``exported/model.onnx`` (or ``model.ts``) and ``exported/model.json`` (in
 dtype and channel order, normalisation, thresholds, maximum detections). The graph
 (:mod:`ainnoface_d2.export.graph`) takes ``images`` (N, 3, H, W), N/H/W dynamic, and returns
 ``num_detections``, ``detection_boxes``, ``detection_scores``, ``detection_classes``.
-``--int8`` also writes ``model_int8.onnx``: static int8 quantization calibrated on the first
-``--calibration-images`` images of the config's first ``DATASETS.TRAIN`` set (or
-``--calibration-dataset``), preprocessed as at inference.
+``--int8`` also writes ``model_int8.onnx``: static int8 quantization calibrated on
+``--calibration-images`` images (default 64) spread evenly over the config's first
+``DATASETS.TRAIN`` set (or ``--calibration-dataset``), preprocessed as at inference.
 """
 
 import argparse
@@ -43,7 +43,7 @@ def get_parser():
     )
     parser.add_argument("--int8", action="store_true", help="also write model_int8.onnx")
     parser.add_argument("--calibration-dataset", help="registered dataset for --int8")
-    parser.add_argument("--calibration-images", type=int, default=16)
+    parser.add_argument("--calibration-images", type=int, default=64)
     parser.add_argument(
         "opts",
         nargs=argparse.REMAINDER,
