@@ -229,7 +229,7 @@ class FaceDetector:
                 )
             dicts = DatasetCatalog.get(name)
             picks = np.unique(np.linspace(0, len(dicts) - 1, min(count, len(dicts))).round())
-            files = [dicts[int(i)]["file_name"] for i in picks] if dicts else []
+            files = [dicts[int(i)]["file_name"] for i in picks]
             calibration = [read_image(f, format="BGR") for f in files]
         return list(calibration)
 

@@ -226,15 +226,15 @@ def test_protocols_with_copies_run_on_the_exported_graph(trained, protocol, opts
     ref = FaceDetector(SMALL_CONFIG, trained["weights"], **kwargs)
     det = FaceDetector(SMALL_CONFIG, trained["onnx"], backend="onnxruntime", **kwargs)
     assert det.protocol == protocol and len(det.model.copies(150, 150)) >= 3
-    matched = []
+    matched = 0
     for image in trained["images"]:
         want, got = ref(image), det(image)
         want = (torch.as_tensor(want["boxes"]), torch.as_tensor(want["scores"]))
         got = (torch.as_tensor(got["boxes"]), torch.as_tensor(got["scores"]))
         ious, diffs = _match(want, got, 0.1, 0.99)
         assert (ious >= 0.99).all() and (diffs <= 1e-3).all()
-        matched.append(want[1][want[1] >= 0.1])
-    assert sum(len(m) for m in matched) >= 3
+        matched += len(ious)
+    assert matched >= 3
 
 
 # ---------------------------------------------------------------- reduced precision
