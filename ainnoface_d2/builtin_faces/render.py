@@ -293,13 +293,27 @@ def render_image(
     name: str,
     faceless: bool = False,
     photo_faces=(),
+    size: tuple[int, int] | None = None,
+    face_widths=None,
 ) -> tuple[np.ndarray, ImageRecord]:
-    """Draw one image. Returns (uint8 BGR image, its metadata)."""
-    w_img = int(rng.integers(400, 801))
-    h_img = int(rng.integers(360, 641))
+    """Draw one image. Returns (uint8 BGR image, its metadata).
+
+    ``size`` (width, height) and ``face_widths`` (pixels) replace the event's random image size
+    and face widths; the dataset itself always draws them (both None).
+    """
+    if size is None:
+        w_img = int(rng.integers(400, 801))
+        h_img = int(rng.integers(360, 641))
+    else:
+        w_img, h_img = (int(v) for v in size)
     canvas = _background(rng, backgrounds, w_img, h_img)
     record = ImageRecord(split=split, event=event, name=name, width=w_img, height=h_img)
-    sizes = [] if faceless else sorted(_face_sizes(rng, event), reverse=True)
+    if faceless:
+        sizes = []
+    elif face_widths is not None:
+        sizes = sorted((int(v) for v in face_widths), reverse=True)
+    else:
+        sizes = sorted(_face_sizes(rng, event), reverse=True)
     placed = _draw_faces(rng, canvas, record, sizes, crops, photo_faces)
     _draw_distractors(rng, canvas, record, placed, crops)
     _draw_occluders(rng, canvas, record, backgrounds)

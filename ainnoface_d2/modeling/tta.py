@@ -174,15 +174,19 @@ def face_range_copies(
     max_face = a_max if max_face is None else float(max_face)
     if not 0 < min_face <= max_face:
         raise ValueError(f"need 0 < min_face <= max_face, got {min_face} and {max_face}")
+    # The loops stop on the face sizes, compared with a relative tolerance: the last copy's
+    # scale is a_max / max_face (or a_min / min_face), and a_max / (a_max / x) may round to a
+    # hair above x (e.g. 454.2 with the paper anchors up to 362.04), which would never end the loop.
+    tol = 1.0 + 1e-9
     scales = [1.0]
-    while max_face > a_max / scales[0]:  # shrink until the largest face fits the anchors
+    while max_face > tol * a_max / scales[0]:  # shrink until the largest face fits the anchors
         scales.insert(0, max(scales[0] * a_min / a_max, a_max / max_face))
     largest = math.inf
     if max_side:
         largest = max(1.0, max_side / math.sqrt(height * width))
-    while min_face < a_min / scales[-1] and scales[-1] < largest:  # enlarge for the smallest
+    while tol * min_face < a_min / scales[-1] and scales[-1] < largest:  # enlarge: smallest
         scales.append(min(scales[-1] * a_max / a_min, a_min / min_face, largest))
-    if min_face < a_min / scales[-1]:
+    if tol * min_face < a_min / scales[-1]:
         logger.warning(
             "min_face=%g needs a %.2fx copy of this %dx%d image; capped at %.2fx (area "
             "TEST.AUG.FACE.MAX_SIDE^2): faces below %.1f px may be missed.",
