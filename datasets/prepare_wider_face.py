@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 
+from ainnoface_d2.data.datasets import datasets_root
 from ainnoface_d2.data.wider_face import convert_wider_face, sizes_from_json
 from ainnoface_d2.data.wider_face_format import SPLITS, WiderFaceFormatError
 
@@ -22,9 +23,7 @@ logger = logging.getLogger("prepare_wider_face")
 
 
 def get_parser():
-    default_root = os.path.join(
-        os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")), "wider_face"
-    )
+    default_root = os.path.join(datasets_root(), "wider_face")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--root",

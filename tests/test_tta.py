@@ -498,8 +498,10 @@ def _builtin_scenes(rng, split, n, crops, backgrounds):
 
 @pytest.fixture(scope="module")
 def builtin_range_model(tmp_path_factory):
-    """The tiny model trained 400 Adam steps (batch 4, a new draw every step) on built-in
-    train-split scenes of ``_builtin_scenes``; about a minute on 2 cores. Returns the weights."""
+    """The tiny model trained 600 Adam steps (batch 4, a new draw every step; the learning rate
+    drops 10x for the last quarter, which makes the result stable across seeds and thread
+    counts) on built-in train-split scenes of ``_builtin_scenes``; about two minutes on 2 cores.
+    Returns the weights and the test scenes."""
     pytest.importorskip("skimage")
     from ainnoface_d2 import get_ainnoface_cfg
     from ainnoface_d2.builtin_faces import load_backgrounds, load_face_crops
@@ -517,7 +519,10 @@ def builtin_range_model(tmp_path_factory):
     model = build_model(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     with EventStorage():
-        for _ in range(400):
+        for step in range(600):
+            if step == 450:
+                for group in opt.param_groups:
+                    group["lr"] = 2e-4
             inputs = [
                 {
                     "image": torch.as_tensor(image[:, :, ::-1].transpose(2, 0, 1).copy()).float(),
@@ -578,15 +583,15 @@ def test_face_range_finds_rescaled_builtin_faces(builtin_range_model, factor):
         counts[0] += _face_recall(plain(image)["boxes"], boxes)
         counts[1] += _face_recall(plain(rescaled)["boxes"], gt)
         counts[2] += _face_recall(ranged(rescaled)["boxes"], gt)
-    # Measured (28 faces in 12 scenes): 21 found at the original size; upscaled 4x: 0 in one
-    # pass, 19 with min_face/max_face; downscaled 3x: 0 and 13.
+    # Measured (28 faces in 12 scenes; torch seeds 0 and 1 alike): 22 found at the original
+    # size; upscaled 4x: 0 in one pass, 21 with min_face/max_face; downscaled 3x: 0 and 16-17.
     original, single, ranged_recall = counts[:, 0] / counts[:, 1]
     assert counts[0, 1] >= 20 and original >= 0.6, counts
     assert single <= 0.1, counts
     if factor > 1:
         assert ranged_recall >= original - 0.2, counts
     else:
-        assert ranged_recall >= 0.3, counts
+        assert ranged_recall >= 0.4, counts
 
 
 def test_face_range_copies_end_where_rounding_would_loop():

@@ -830,5 +830,5 @@ def test_builtin_names_registered():
         meta = MetadataCatalog.get(name)
         assert meta.evaluator_type == "wider_face" and meta.thing_classes == ["face"]
     assert MetadataCatalog.get("builtin_faces_val").json_file == str(
-        Path(ds._root) / "builtin_faces" / "annotations" / "wider_face_val.json"
+        Path(ds.datasets_root()) / "builtin_faces" / "annotations" / "wider_face_val.json"
     )

@@ -21,11 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
 import ainnoface_d2  # noqa: F401  (compat shims before detectron2)
+from ainnoface_d2.data.datasets import datasets_root
 from ainnoface_d2.data.wider_face_format import parse_bbx_gt
 from ainnoface_d2.evaluation import SIZE_PROTOCOLS
 from ainnoface_d2.evaluation.wider_face_protocol import voc_ap
@@ -125,8 +125,7 @@ def get_parser():
     parser.add_argument(
         "--root",
         type=Path,
-        default=Path(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")))
-        / "real_photos",
+        default=Path(datasets_root()) / "real_photos",
         help="from datasets/prepare_real_photos.py (default $DETECTRON2_DATASETS/real_photos)",
     )
     parser.add_argument("--output", type=Path, default=None, help="metrics and drawings here")

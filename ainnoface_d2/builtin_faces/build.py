@@ -50,7 +50,9 @@ _OWNED = (
 
 def default_root() -> Path:
     """``$DETECTRON2_DATASETS/builtin_faces`` (``DETECTRON2_DATASETS`` defaults to ``datasets``)."""
-    return Path(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))) / "builtin_faces"
+    from ..data.datasets import datasets_root
+
+    return Path(datasets_root()) / "builtin_faces"
 
 
 def _image_plan(split: str, n: int) -> list[tuple[str, str, bool]]:

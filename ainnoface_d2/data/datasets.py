@@ -101,5 +101,10 @@ def register_all_wider_face(root):
         register_wider_face_splits(prefix, os.path.join(root, subdir), splits, command)
 
 
-_root = os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
-register_all_wider_face(_root)
+def datasets_root() -> str:
+    """The datasets root: ``$DETECTRON2_DATASETS``, else ``datasets`` relative to the working
+    directory, as Detectron2 resolves it (``detectron2/data/datasets/builtin.py``)."""
+    return os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
+
+
+register_all_wider_face(datasets_root())
