@@ -58,6 +58,25 @@ for _k, _v in {
     SYNTHETIC_FACE_OPTS += [_k, str(_v)]
 
 
+def train_adam(model, batch, steps, lr=2e-3, drop_at=None):
+    """Train ``model`` in place with Adam for ``steps`` steps; ``batch(step)`` gives the inputs
+    of each step. From step ``drop_at`` on (if given) the learning rate is 10x lower."""
+    import torch
+    from detectron2.utils.events import EventStorage
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    with EventStorage():
+        for step in range(steps):
+            if step == drop_at:
+                for group in opt.param_groups:
+                    group["lr"] = lr / 10
+            loss = sum(model(batch(step)).values())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model
+
+
 def tiny_train_opts(prefix, output_dir, **overrides):
     """Command-line style overrides that shrink ``configs/ainnoface_R18_cpu.yaml`` to seconds.
 

@@ -20,25 +20,17 @@ def synthetic_face_model(tmp_path_factory):
     """
     from ainnoface_d2 import get_ainnoface_cfg
 
-    from _builtin_fixture import SMALL_CONFIG, SYNTHETIC_FACE_OPTS
+    from _builtin_fixture import SMALL_CONFIG, SYNTHETIC_FACE_OPTS, train_adam
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
-    from detectron2.utils.events import EventStorage
     from test_model import _synthetic_images, make_instances
 
     tmp = tmp_path_factory.mktemp("synthetic_face_model")
     cfg = get_ainnoface_cfg(SMALL_CONFIG, SYNTHETIC_FACE_OPTS)
     data = _synthetic_images(4, 128, np.random.RandomState(0))
     torch.manual_seed(0)
-    model = build_model(cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    with EventStorage():
-        for _ in range(80):
-            inputs = [{"image": img, "instances": make_instances(b, (128, 128))} for img, b in data]
-            loss = sum(model(inputs).values())
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    inputs = [{"image": img, "instances": make_instances(b, (128, 128))} for img, b in data]
+    model = train_adam(build_model(cfg), lambda _: inputs, 80)
     model.eval()
     DetectionCheckpointer(model, save_dir=str(tmp)).save("model")
     return {"cfg": cfg, "model": model, "weights": str(tmp / "model.pth")}

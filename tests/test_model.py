@@ -11,7 +11,7 @@ from ainnoface_d2.modeling import RFE, iou_loss
 import numpy as np
 import pytest
 import torch
-from _builtin_fixture import TINY_MODEL_OPTS
+from _builtin_fixture import TINY_MODEL_OPTS, train_adam
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils.events import EventStorage
@@ -404,18 +404,8 @@ def test_learns_to_detect_synthetic_faces():
     # The paper's head (no norm, as in the R50/R152 configs); the CPU config's group-norm head
     # learns too, but needs more than these 120 steps on 32-channel features.
     cfg = tiny_cfg(**{"MODEL.AINNOFACE.HEAD_NORM": ""})
-    model = build_model(cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    with EventStorage():
-        for _ in range(120):
-            inputs = [
-                {"image": img, "instances": make_instances(boxes, (size, size))}
-                for img, boxes in data
-            ]
-            loss = sum(model(inputs).values())
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    inputs = [{"image": img, "instances": make_instances(b, (size, size))} for img, b in data]
+    model = train_adam(build_model(cfg), lambda _: inputs, 120)
     model.eval()
     with torch.no_grad():
         outputs = model([{"image": img} for img, _ in data])

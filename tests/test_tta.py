@@ -506,9 +506,9 @@ def builtin_range_model(tmp_path_factory):
     from ainnoface_d2 import get_ainnoface_cfg
     from ainnoface_d2.builtin_faces import load_backgrounds, load_face_crops
 
+    from _builtin_fixture import train_adam
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
-    from detectron2.utils.events import EventStorage
     from test_model import make_instances
 
     crops, backgrounds = load_face_crops(), load_backgrounds()
@@ -516,24 +516,17 @@ def builtin_range_model(tmp_path_factory):
     assert cfg.INPUT.FORMAT == "RGB"
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
-    model = build_model(cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    with EventStorage():
-        for step in range(600):
-            if step == 450:
-                for group in opt.param_groups:
-                    group["lr"] = 2e-4
-            inputs = [
-                {
-                    "image": torch.as_tensor(image[:, :, ::-1].transpose(2, 0, 1).copy()).float(),
-                    "instances": make_instances(boxes, (128, 128)),
-                }
-                for image, boxes in _builtin_scenes(rng, "train", 4, crops, backgrounds)
-            ]
-            loss = sum(model(inputs).values())
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+
+    def batch(_step):
+        return [
+            {
+                "image": torch.as_tensor(image[:, :, ::-1].transpose(2, 0, 1).copy()).float(),
+                "instances": make_instances(boxes, (128, 128)),
+            }
+            for image, boxes in _builtin_scenes(rng, "train", 4, crops, backgrounds)
+        ]
+
+    model = train_adam(build_model(cfg), batch, 600, drop_at=450)
     tmp = tmp_path_factory.mktemp("builtin_range_model")
     DetectionCheckpointer(model.eval(), save_dir=str(tmp)).save("model")
     test_scenes = _builtin_scenes(np.random.default_rng(1), "val", 12, crops, backgrounds)

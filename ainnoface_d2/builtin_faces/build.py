@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..data.datasets import datasets_root
 from .photos import TRAINING_PHOTOS, load_training_photos
 from .records import (
     GENERATOR_VERSION,
@@ -50,8 +51,6 @@ _OWNED = (
 
 def default_root() -> Path:
     """``$DETECTRON2_DATASETS/builtin_faces`` (``DETECTRON2_DATASETS`` defaults to ``datasets``)."""
-    from ..data.datasets import datasets_root
-
     return Path(datasets_root()) / "builtin_faces"
 
 
