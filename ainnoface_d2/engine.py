@@ -231,6 +231,16 @@ class Trainer(DefaultTrainer):
         return evaluators[0] if len(evaluators) == 1 else DatasetEvaluators(evaluators)
 
     @classmethod
+    def build_model(cls, cfg):
+        """Detectron2's model; on a CPU in channels-last memory format, whose oneDNN convolutions
+        (forward and backward, fp32 and bf16) make a training step ~15 % faster (BENCHMARKS.md).
+        Parameters keep their shapes and values, so checkpoints are the same either way."""
+        model = super().build_model(cfg)
+        if torch.device(cfg.MODEL.DEVICE).type == "cpu":
+            model.to(memory_format=torch.channels_last)
+        return model
+
+    @classmethod
     def build_optimizer(cls, cfg, model):
         return build_optimizer(cfg, model)
 

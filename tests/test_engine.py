@@ -8,10 +8,11 @@ import sys
 
 import ainnoface_d2  # noqa: F401
 from ainnoface_d2 import get_ainnoface_cfg
-from ainnoface_d2.engine import check_weights, size_protocol_mapper, size_protocols
+from ainnoface_d2.engine import Trainer, check_weights, size_protocol_mapper, size_protocols
 
 import numpy as np
 import pytest
+import torch
 from _builtin_fixture import (
     REPO,
     SMALL_CONFIG,
@@ -20,6 +21,7 @@ from _builtin_fixture import (
     tiny_train_opts,
 )
 from _scripts import load_script
+from detectron2.modeling import build_model
 
 PAPER_CONFIG = os.path.join(REPO, "configs", "ainnoface_R50.yaml")
 
@@ -105,3 +107,29 @@ def test_eval_only_runs_several_labelled_protocols(tmp_path):
         assert set(metrics) >= {"AP_easy", "AP_medium", "AP_hard"}
         key = f"{prefix}_val" + suffix
         assert res[key]["wider_face"] == {k: metrics[k] for k in res[key]["wider_face"]}
+
+
+def test_cpu_model_is_channels_last_and_computes_what_the_plain_model_does():
+    """Trainer.build_model on a CPU: channels-last weights (the faster oneDNN convolutions),
+    the same parameter values, features and detections as Detectron2's plain build_model."""
+    cfg = _cfg("MODEL.DEVICE", "cpu", "MODEL.AINNOFACE.SCORE_THRESH_TEST", "0.0")
+    torch.manual_seed(0)
+    model = Trainer.build_model(cfg).eval()
+    torch.manual_seed(0)
+    plain = build_model(cfg).eval()
+    weight = model.backbone.bottom_up.stem.conv1.weight
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    plain_state = plain.state_dict()
+    assert all(torch.equal(v, plain_state[k]) for k, v in model.state_dict().items())
+
+    image = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (3, 160, 224), np.uint8))
+    with torch.no_grad():
+        x = model.preprocess_image([{"image": image}]).tensor
+        feats, plain_feats = model.backbone(x), plain.backbone(x)
+        assert set(feats) == set(plain_feats)
+        for k in feats:
+            torch.testing.assert_close(feats[k], plain_feats[k], rtol=1e-4, atol=1e-4)
+        dets = model([{"image": image}])[0]["instances"]
+        plain_dets = plain([{"image": image}])[0]["instances"]
+    assert len(dets) == len(plain_dets) > 0
+    torch.testing.assert_close(dets.scores, plain_dets.scores, rtol=1e-4, atol=1e-5)
