@@ -1,7 +1,12 @@
-"""tools/install_detectron2.py: which package index it reads, without pip's private modules."""
+"""tools/install_detectron2.py: which package index it reads (the one pip uses, through
+ainnoface_d2/data/package_files.py, loaded from its file before anything is installed), and
+what it fetches from there, without pip's private modules."""
 
+import hashlib
 import subprocess
 import sys
+
+from ainnoface_d2.data import package_files
 
 from _scripts import load_script
 
@@ -11,9 +16,8 @@ def _load():
 
 
 def test_index_url_from_env_then_pip_config_then_pypi(monkeypatch):
-    tool = _load()
     monkeypatch.setenv("PIP_INDEX_URL", "https://mirror.example/simple/")
-    assert tool.index_url() == "https://mirror.example/simple"
+    assert package_files.index_url() == "https://mirror.example/simple"
 
     monkeypatch.delenv("PIP_INDEX_URL")
     calls = []
@@ -23,8 +27,24 @@ def test_index_url_from_env_then_pip_config_then_pypi(monkeypatch):
         out = "https://corp.example/pypi/simple\n" if len(calls) == 1 else ""
         return subprocess.CompletedProcess(cmd, 0 if out else 1, stdout=out, stderr="")
 
-    monkeypatch.setattr(tool.subprocess, "run", fake_run)
-    assert tool.index_url() == "https://corp.example/pypi/simple"
+    monkeypatch.setattr(package_files.subprocess, "run", fake_run)
+    assert package_files.index_url() == "https://corp.example/pypi/simple"
     assert calls[0][1:] == ["-m", "pip", "config", "get", "global.index-url"]
-    assert tool.index_url() == "https://pypi.org/simple"  # pip's default when nothing is set
+    assert package_files.index_url() == "https://pypi.org/simple"  # pip's default
     assert calls[0][0] == sys.executable
+
+
+def test_sdist_comes_from_the_index_pip_uses(tmp_path, monkeypatch):
+    tool = _load()
+    archive = b"stand-in for the detectron2 sdist"
+    files = tmp_path / "index" / "files"
+    files.mkdir(parents=True)
+    (files / tool.SDIST_FILE).write_bytes(archive)
+    page = tmp_path / "index" / "simple" / tool.SDIST_NAME
+    page.mkdir(parents=True)
+    sha = hashlib.sha256(archive).hexdigest()
+    (page / "index.html").write_text(f'<a href="../../files/{tool.SDIST_FILE}#sha256={sha}">x</a>')
+    monkeypatch.setenv("PIP_INDEX_URL", (tmp_path / "index" / "simple").as_uri())
+    path = tool.download_sdist(str(tmp_path / "dest"))
+    assert path == str(tmp_path / "dest" / tool.SDIST_FILE)
+    assert open(path, "rb").read() == archive

@@ -31,14 +31,12 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import urllib.parse
-import urllib.request
 
 SDIST_NAME = "pb1-detectron2"
-SDIST_FILE = "pb1-detectron2-0.6.tar.gz"
+SDIST_VERSION = "0.6"
+SDIST_FILE = f"{SDIST_NAME}-{SDIST_VERSION}.tar.gz"
 SDIST_SHA256 = "5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29"
-# pip's own default index (PyPI's "simple" API), used when pip is not configured otherwise.
-DEFAULT_INDEX_URL = "https://pypi.org/simple"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def pip(*args):
@@ -47,33 +45,21 @@ def pip(*args):
     subprocess.check_call(cmd)
 
 
-def index_url():
-    """The index pip uses: PIP_INDEX_URL, else pip's config, else PyPI (pip's default)."""
-    url = os.environ.get("PIP_INDEX_URL")
-    if not url:
-        res = subprocess.run(
-            [sys.executable, "-m", "pip", "config", "get", "global.index-url"],
-            capture_output=True,
-            text=True,
-        )
-        url = res.stdout.strip() if res.returncode == 0 else ""
-    return (url or DEFAULT_INDEX_URL).rstrip("/")
+def _package_files():
+    """``ainnoface_d2/data/package_files.py`` loaded from its file (it needs only the standard
+    library): this script runs before the package, and the Detectron2 it imports, are
+    installed."""
+    path = os.path.join(REPO, "ainnoface_d2", "data", "package_files.py")
+    spec = importlib.util.spec_from_file_location("_ainnoface_package_files", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def download_sdist(dest):
-    page_url = f"{index_url()}/{SDIST_NAME}/"
-    print(f"+ looking up {SDIST_FILE} in {page_url}", flush=True)
-    with urllib.request.urlopen(page_url, timeout=120) as r:
-        page = r.read().decode("utf-8", "replace")
-    hrefs = re.findall(r'href="([^"]+)"', page)
-    links = [h for h in hrefs if urllib.parse.urlsplit(h).path.endswith("/" + SDIST_FILE)]
-    if not links:
-        sys.exit(f"{SDIST_FILE} not found in {page_url}")
-    url = urllib.parse.urljoin(page_url, links[0])
-    path = os.path.join(dest, SDIST_FILE)
-    with urllib.request.urlopen(url, timeout=600) as r, open(path, "wb") as f:
-        f.write(r.read())
-    return path
+    """The sdist from the index pip uses, fetched from its simple page (not with pip)."""
+    requirement = f"{SDIST_NAME}=={SDIST_VERSION}"
+    return str(_package_files().distribution_archive(requirement, dest, sdist=True))
 
 
 def patch_setup_py(path):
