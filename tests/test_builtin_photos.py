@@ -19,6 +19,7 @@ from ainnoface_d2.data import package_files
 
 import numpy as np
 import pytest
+from _package_index import simple_index
 from _scripts import load_script
 from test_builtin_faces import file_digests, parse_wider_txt
 
@@ -66,25 +67,13 @@ def test_read_member_from_wheel_and_sdist_and_checksum(tmp_path):
         package_files.distribution_archive("pkg>=1", tmp_path)
 
 
-def _simple_index(tmp_path, archive: bytes, sha256: str):
-    """A PEP 503 index in ``tmp_path``: the page of "my-pkg" links My_Pkg-1.0.tar.gz."""
-    files = tmp_path / "files"
-    files.mkdir(parents=True)
-    (files / "My_Pkg-1.0.tar.gz").write_bytes(archive)
-    page = tmp_path / "simple" / "my-pkg"
-    page.mkdir(parents=True)
-    (page / "index.html").write_text(
-        '<a href="../../files/My_Pkg-1.0.tar.gz#sha256=' + sha256 + '">My_Pkg-1.0.tar.gz</a>'
-    )
-    return (tmp_path / "simple").as_uri()
-
-
 def test_source_archive_comes_from_the_index_page_checked(tmp_path, monkeypatch):
     """A source archive is fetched from pip's index without pip (whose metadata step runs the
     sdist's setup.py), under the name the page links, and checked against the page's sha256."""
     archive = b"not really a tar.gz"
     sha = hashlib.sha256(archive).hexdigest()
-    monkeypatch.setenv("PIP_INDEX_URL", _simple_index(tmp_path / "good", archive, sha))
+    index = simple_index(tmp_path / "good", "my-pkg", "My_Pkg-1.0.tar.gz", archive, sha)
+    monkeypatch.setenv("PIP_INDEX_URL", index)
     cache = tmp_path / "cache"
     got = package_files.distribution_archive("my.pkg==1.0", cache, sdist=True)
     assert got == cache / "My_Pkg-1.0.tar.gz" and got.read_bytes() == archive
@@ -92,7 +81,8 @@ def test_source_archive_comes_from_the_index_page_checked(tmp_path, monkeypatch)
     monkeypatch.setenv("PIP_INDEX_URL", (tmp_path / "nowhere").as_uri())
     assert package_files.distribution_archive("my_pkg==1.0", cache, sdist=True) == got
     # An archive that is not what the index says is refused and not cached.
-    monkeypatch.setenv("PIP_INDEX_URL", _simple_index(tmp_path / "bad", archive, "0" * 64))
+    index = simple_index(tmp_path / "bad", "my-pkg", "My_Pkg-1.0.tar.gz", archive, "0" * 64)
+    monkeypatch.setenv("PIP_INDEX_URL", index)
     with pytest.raises(ValueError, match="sha256"):
         package_files.distribution_archive("my-pkg==1.0", tmp_path / "cache2", sdist=True)
     assert not (tmp_path / "cache2" / "My_Pkg-1.0.tar.gz").exists()

