@@ -268,6 +268,34 @@ def test_head_group_norm_option():
     assert len(s1_logits) == 3 and len(s1_deltas) == 3
 
 
+
+@pytest.mark.parametrize("norm", ["", "GN", "BN"])
+def test_head_outputs_are_those_of_one_pass_per_feature_map(norm):
+    """The head's four outputs are the subnets run on each map alone: step-1 logits on the STC
+    levels' C-features, step-1 deltas on the STR levels' C-features, step-2 on every P-feature,
+    whether it batches a level's two maps (no norm, group norm) or not (batch norm, training)."""
+    head = build_model(tiny_cfg(**{"MODEL.AINNOFACE.HEAD_NORM": norm})).head.train()
+    if norm == "BN":
+        assert isinstance(head.cls_subnet[1], torch.nn.BatchNorm2d)
+    torch.manual_seed(0)
+    feats = [torch.randn(2, 32, 24 // 2**i + 1, 20 // 2**i + 1) for i in range(6)]
+    feats += [torch.randn_like(f) for f in feats]
+    c, p = feats[:6], feats[6:]
+    with torch.no_grad():
+        out = head(feats)
+        expected = (
+            [head.classify(c[i], i) for i in (0, 1, 2)],
+            [head.classify(p[i], i) for i in range(6)],
+            [head.regress(c[i]) for i in (3, 4, 5)],
+            [head.regress(p[i]) for i in range(6)],
+        )
+    for got, want in zip(out, expected):
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            assert g.shape == w.shape
+            torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
+
+
 def test_label_anchors_two_steps_and_refined_anchors():
     """Step 1 uses 0.7/0.3 on the original anchors; step 2 uses 0.5/0.4 and, on STR levels,
     the refined anchors."""
