@@ -268,7 +268,6 @@ def test_head_group_norm_option():
     assert len(s1_logits) == 3 and len(s1_deltas) == 3
 
 
-
 @pytest.mark.parametrize("norm", ["", "GN", "BN"])
 def test_head_outputs_are_those_of_one_pass_per_feature_map(norm):
     """The head's four outputs are the subnets run on each map alone: step-1 logits on the STC

@@ -15,7 +15,6 @@ import math
 from typing import List
 
 import torch
-
 from detectron2.config import configurable
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling.anchor_generator import build_anchor_generator
