@@ -40,6 +40,7 @@ def register_tiny_faces(prefix, root):
 # The CPU config narrowed further so that a model builds and trains in seconds.
 TINY_MODEL_OPTS = {
     "MODEL.FPN.OUT_CHANNELS": 32,
+    "MODEL.AINNOFACE.USE_RFE": True,  # the paper's head (the small config has none)
     "MODEL.AINNOFACE.RFE_BRANCH_CHANNELS": 8,
     "MODEL.AINNOFACE.C6_CHANNELS": 64,
     "MODEL.AINNOFACE.C7_CHANNELS": 32,
