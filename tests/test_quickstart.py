@@ -1,0 +1,46 @@
+"""tools/quickstart.py: a run of an earlier version of the CPU config is not resumed into the
+model the config builds now."""
+
+import os
+
+import ainnoface_d2  # noqa: F401
+from ainnoface_d2 import get_ainnoface_cfg
+
+import torch
+from _builtin_fixture import SMALL_CONFIG
+from _scripts import load_script
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.modeling import build_model
+
+
+def _finished_run(output, *opts):
+    """``output`` as Detectron2 leaves it after training the CPU config with ``opts``."""
+    cfg = get_ainnoface_cfg(SMALL_CONFIG, ["MODEL.DEVICE", "cpu", *opts])
+    output.mkdir()
+    DetectionCheckpointer(build_model(cfg), save_dir=str(output)).save("model_final")
+    assert (output / "last_checkpoint").read_text().strip() == "model_final.pth"
+
+
+def test_a_run_of_another_model_is_moved_aside_and_not_resumed(tmp_path, capsys):
+    quickstart = load_script("tools/quickstart.py")
+    output = tmp_path / "quickstart"
+    assert quickstart.set_aside_other_model(str(output), []) is None  # no run yet
+
+    _finished_run(output)  # the config as it is: resumed (left where it is)
+    assert quickstart.set_aside_other_model(str(output), []) is None
+    assert (output / "model_final.pth").is_file()
+
+    # The same run with an override that changes the layers: another model now.
+    assert quickstart.set_aside_other_model(str(output), ["MODEL.AINNOFACE.USE_RFE", "True"]) == (
+        f"{output}.earlier-1"
+    )
+    assert not output.exists()
+    assert (tmp_path / "quickstart.earlier-1" / "model_final.pth").is_file()
+    assert "holds another model" in capsys.readouterr().out
+
+    # An earlier version of the config with the RFE block; a second earlier run is kept too.
+    _finished_run(output, "MODEL.AINNOFACE.USE_RFE", "True")
+    saved = torch.load(output / "model_final.pth", weights_only=False)["model"]
+    assert any(".rfe." in k or "branches" in k for k in saved)
+    assert quickstart.set_aside_other_model(str(output), []) == f"{output}.earlier-2"
+    assert sorted(os.listdir(tmp_path)) == ["quickstart.earlier-1", "quickstart.earlier-2"]
