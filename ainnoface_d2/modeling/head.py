@@ -162,7 +162,7 @@ class AInnoFaceHead(nn.Module):
             raise ValueError(f"expected {2 * self.num_levels} features, got {len(features)}")
         c_feats, p_feats = features[: self.num_levels], features[self.num_levels :]
         step1_logits, step2_logits = self._both_steps(
-            lambda x, i: self.classify(x, i), c_feats, p_feats, self.stc_levels
+            self.classify, c_feats, p_feats, self.stc_levels
         )
         step1_deltas, step2_deltas = self._both_steps(
             lambda x, i: self.regress(x), c_feats, p_feats, self.str_levels
