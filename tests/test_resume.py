@@ -167,3 +167,64 @@ def test_sigkill_then_resume(tmp_path):
     assert len(resumed) >= 2
     for r in resumed:
         assert r["lr"] == pytest.approx(expected_lr(r["iteration"]), rel=1e-6), r
+
+
+def test_resume_refuses_a_checkpoint_of_another_model(tmp_path):
+    """``--resume`` with a last checkpoint of another model (another config, or an earlier version
+    of this one) stops with the file and what differs, instead of loading what fits and training
+    on from the saved iteration; the same model, also saved from DDP (``module.`` keys), resumes."""
+    from ainnoface_d2.engine import load_for_eval
+
+    from detectron2.checkpoint import DetectionCheckpointer
+
+    register_tiny_faces("refuse_faces", make_tiny_faces(tmp_path / "builtin_faces"))
+    out_dir = tmp_path / "out"
+    cfg = get_ainnoface_cfg(SMALL_CONFIG, _opts("refuse_faces", out_dir))
+    cfg.freeze()
+    trainer = Trainer(cfg)
+    state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    assert "backbone.c6.weight" in state and "head.cls_score.bias" in state
+
+    trainer.iter = 9
+    trainer_state = trainer.state_dict()  # what Detectron2's checkpointer saves beside the model
+    trainer.iter = 0
+
+    def save(model_state):
+        out_dir.mkdir(exist_ok=True)
+        ckpt = {"model": model_state, "trainer": trainer_state, "iteration": 9}
+        torch.save(ckpt, out_dir / "model_x.pth")
+        (out_dir / "last_checkpoint").write_text("model_x.pth")
+        return str(out_dir / "model_x.pth")
+
+    # One name missing, one unknown, one shape changed: each named in the error with the file.
+    other = dict(state)
+    del other["head.cls_score.bias"]
+    other["head.extra.weight"] = torch.zeros(3)
+    other["backbone.c6.weight"] = torch.zeros(7, *state["backbone.c6.weight"].shape[1:])
+    path = save(other)
+    with pytest.raises(ValueError) as err:
+        trainer.resume_or_load(resume=True)
+    message = str(err.value)
+    assert path in message
+    assert "missing from it (1): head.cls_score.bias" in message
+    assert "not in the model (1): head.extra.weight" in message
+    c6 = tuple(state["backbone.c6.weight"].shape)
+    assert f"backbone.c6.weight {(7, *c6[1:])} instead of {c6}" in message
+    with pytest.raises(ValueError, match="cannot resume from"):
+        load_for_eval(cfg, resume=True)  # --eval-only --resume
+
+    # A run of the config without the RFE block: 56 RFE tensors missing, two reshaped.
+    no_rfe = get_ainnoface_cfg(SMALL_CONFIG, _opts("refuse_faces", out_dir))
+    no_rfe.merge_from_list(["MODEL.AINNOFACE.USE_RFE", "False"])
+    DetectionCheckpointer(Trainer.build_model(no_rfe), save_dir=str(out_dir)).save("model_0000009")
+    with pytest.raises(ValueError, match=r"model_0000009\.pth.*\n.*missing from it \(56\)"):
+        trainer.resume_or_load(resume=True)
+    assert trainer.start_iter == 0
+
+    # The same model saved by a DDP-wrapped run: resumed from the next iteration.
+    ddp = {"module." + k: v + 1 if v.is_floating_point() else v for k, v in state.items()}
+    save(ddp)
+    trainer.resume_or_load(resume=True)
+    assert trainer.start_iter == 10
+    weights = trainer.model.state_dict()
+    assert torch.equal(weights["backbone.c6.weight"], state["backbone.c6.weight"] + 1)

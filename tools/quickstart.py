@@ -96,15 +96,13 @@ def set_aside_other_model(output, overrides):
     if not os.path.isfile(checkpoint):
         return None
     from ainnoface_d2 import get_ainnoface_cfg
+    from ainnoface_d2.engine import checkpoint_differences
 
-    import torch
     from detectron2.modeling import build_model
 
     cfg = get_ainnoface_cfg(CONFIG, list(overrides))
     cfg.MODEL.DEVICE = "cpu"
-    wanted = {k: tuple(v.shape) for k, v in build_model(cfg).state_dict().items()}
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
-    if {k: tuple(v.shape) for k, v in saved.items()} == wanted:
+    if not checkpoint_differences(build_model(cfg), checkpoint):
         return None
     n = 1
     while os.path.exists(f"{output}.earlier-{n}"):
