@@ -99,6 +99,8 @@ def tiny_train_opts(prefix, output_dir, **overrides):
         "TEST.FACE.SIZE_PROTOCOLS": "['original']",
         "SOLVER.IMS_PER_BATCH": 2,
         "SOLVER.WARMUP_ITERS": 2,
+        # A step schedule (the config's is cosine), which the tests write out.
+        "SOLVER.LR_SCHEDULER_NAME": "WarmupMultiStepLR",
         "SOLVER.STEPS": "(6,)",
         "SOLVER.MAX_ITER": 8,
         "SOLVER.CHECKPOINT_PERIOD": 1000,
