@@ -1,5 +1,5 @@
-"""tools/quickstart.py: a run of an earlier version of the CPU config is not resumed into the
-model the config builds now."""
+"""tools/quickstart.py: a run of an earlier version of the CPU config (or of other overrides) is
+not resumed as the run the config asks for now."""
 
 import os
 
@@ -14,24 +14,26 @@ from detectron2.modeling import build_model
 
 
 def _finished_run(output, *opts):
-    """``output`` as Detectron2 leaves it after training the CPU config with ``opts``."""
-    cfg = get_ainnoface_cfg(SMALL_CONFIG, ["MODEL.DEVICE", "cpu", *opts])
+    """``output`` as Detectron2 leaves it after training the CPU config with ``opts``: the last
+    checkpoint, and the config that ``default_setup`` wrote."""
+    cfg = get_ainnoface_cfg(SMALL_CONFIG, ["MODEL.DEVICE", "cpu", "OUTPUT_DIR", str(output), *opts])
     output.mkdir()
     DetectionCheckpointer(build_model(cfg), save_dir=str(output)).save("model_final")
     assert (output / "last_checkpoint").read_text().strip() == "model_final.pth"
+    (output / "config.yaml").write_text(cfg.dump())
 
 
 def test_a_run_of_another_model_is_moved_aside_and_not_resumed(tmp_path, capsys):
     quickstart = load_script("tools/quickstart.py")
     output = tmp_path / "quickstart"
-    assert quickstart.set_aside_other_model(str(output), []) is None  # no run yet
+    assert quickstart.set_aside_other_run(str(output), []) is None  # no run yet
 
     _finished_run(output)  # the config as it is: resumed (left where it is)
-    assert quickstart.set_aside_other_model(str(output), []) is None
+    assert quickstart.set_aside_other_run(str(output), []) is None
     assert (output / "model_final.pth").is_file()
 
     # The same run with an override that changes the layers: another model now.
-    assert quickstart.set_aside_other_model(str(output), ["MODEL.AINNOFACE.USE_RFE", "True"]) == (
+    assert quickstart.set_aside_other_run(str(output), ["MODEL.AINNOFACE.USE_RFE", "True"]) == (
         f"{output}.earlier-1"
     )
     assert not output.exists()
@@ -42,5 +44,25 @@ def test_a_run_of_another_model_is_moved_aside_and_not_resumed(tmp_path, capsys)
     _finished_run(output, "MODEL.AINNOFACE.USE_RFE", "True")
     saved = torch.load(output / "model_final.pth", weights_only=False)["model"]
     assert any(".rfe." in k or "branches" in k for k in saved)
-    assert quickstart.set_aside_other_model(str(output), []) == f"{output}.earlier-2"
+    assert quickstart.set_aside_other_run(str(output), []) == f"{output}.earlier-2"
     assert sorted(os.listdir(tmp_path)) == ["quickstart.earlier-1", "quickstart.earlier-2"]
+
+
+def test_a_run_of_other_training_settings_is_moved_aside(tmp_path, capsys):
+    quickstart = load_script("tools/quickstart.py")
+    output = tmp_path / "quickstart"
+    # The same model trained with another schedule (an earlier version of the config).
+    _finished_run(output, "SOLVER.LR_SCHEDULER_NAME", "WarmupMultiStepLR", "SOLVER.STEPS", "(9,)")
+    assert quickstart.set_aside_other_run(str(output), []) == f"{output}.earlier-1"
+    message = capsys.readouterr().out
+    assert "other training settings" in message and "SOLVER.LR_SCHEDULER_NAME" in message
+    assert "SOLVER.STEPS [9] -> []" in message
+
+    # Settings that do not change what is trained (evaluation, output folder): resumed.
+    _finished_run(output, "TEST.DETECTIONS_PER_IMAGE", "7")
+    assert quickstart.set_aside_other_run(str(output), ["OUTPUT_DIR", "elsewhere"]) is None
+    # An override given now and not then (or the other way round): another run.
+    assert quickstart.set_aside_other_run(str(output), ["SOLVER.MAX_ITER", "100"]) == (
+        f"{output}.earlier-2"
+    )
+    assert "SOLVER.MAX_ITER 1400 -> 100" in capsys.readouterr().out

