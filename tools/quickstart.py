@@ -96,18 +96,10 @@ TRAINING_KEYS = (
 )
 
 
-def _flat(tree, prefix=""):
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[prefix + k] = v
-    return out
-
-
 def _training_settings(tree):
-    flat = _flat(tree)
+    from detectron2.evaluation.testing import flatten_results_dict
+
+    flat = {k.replace("/", "."): v for k, v in flatten_results_dict(tree).items()}
     return {k: v for k, v in flat.items() if k.startswith(TRAINING_KEYS) and k != "MODEL.DEVICE"}
 
 
@@ -119,7 +111,7 @@ def set_aside_other_run(output, overrides):
     take a finished run of other settings as this one. Returns where the run went, or None when
     there is nothing to move."""
     last = os.path.join(output, "last_checkpoint")
-    if not os.path.isfile(last):
+    if not os.path.isfile(last):  # no run yet: nothing to import or build
         return None
     with open(last) as f:
         checkpoint = os.path.join(output, f.read().strip())
