@@ -268,6 +268,34 @@ def test_head_group_norm_option():
     assert len(s1_logits) == 3 and len(s1_deltas) == 3
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_head_group_norm_on_channels_last_input(dtype):
+    """The subnets' group norm on a channels-last map (what the CPU trainer feeds it): the
+    formula's values and gradients, and a channels-last result for the next convolution."""
+    head = build_model(tiny_cfg(**{"MODEL.AINNOFACE.HEAD_NORM": "GN"})).head
+    norm = head.cls_subnet[1]
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    torch.manual_seed(0)
+    x = (torch.randn(3, 32, 9, 11) * 2 + 1).to(dtype)
+    x_cl = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    out = norm(x_cl)
+    assert out.dtype == dtype and out.is_contiguous(memory_format=torch.channels_last)
+    upstream = torch.randn(out.shape)
+    out.float().mul(upstream).sum().backward()
+
+    x_ref = x.float().requires_grad_()
+    y = x_ref.view(3, 16, -1)  # 16 groups of 2 channels
+    mean, var = y.mean(-1, keepdim=True), y.var(-1, unbiased=False, keepdim=True)
+    expected = ((y - mean) / torch.sqrt(var + 1e-5)).view(3, 32, 9, 11)
+    expected = expected * norm.weight[:, None, None] + norm.bias[:, None, None]
+    (expected * upstream).sum().backward()
+    tol = {"atol": 1e-4, "rtol": 1e-4} if dtype == torch.float32 else {"atol": 5e-2, "rtol": 2e-2}
+    torch.testing.assert_close(out.float(), expected.detach(), **tol)
+    torch.testing.assert_close(x_cl.grad.float(), x_ref.grad, **tol)
+
+
 @pytest.mark.parametrize("norm", ["", "GN", "BN"])
 def test_head_outputs_are_those_of_one_pass_per_feature_map(norm):
     """The head's four outputs are the subnets run on each map alone: step-1 logits on the STC
