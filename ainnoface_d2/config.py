@@ -121,6 +121,9 @@ def _add_input_config(cfg):
     _F.CONTRAST_RANGE = (0.5, 1.5)
     _F.SATURATION_RANGE = (0.5, 1.5)
     _F.HUE_DELTA = 18.0
+    # Probability of turning a training image into shades of grey (its luma in every channel),
+    # after the photometric distortion; 0 (the papers' recipe) adds no step.
+    _F.GRAYSCALE_PROB = 0.0
     # Random expansion onto a mean-filled canvas up to EXPAND_MAX_RATIO times the image side.
     _F.EXPAND_PROB = 0.5
     _F.EXPAND_MAX_RATIO = 4.0

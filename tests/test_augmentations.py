@@ -15,11 +15,13 @@ from ainnoface_d2 import add_ainnoface_config
 from ainnoface_d2.data.augmentations import (
     CropPadTransform,
     DataAnchorSampling,
+    GrayscaleTransform,
     LazyAugInput,
     PhotometricDistortion,
     PhotometricDistortTransform,
     RandomExpand,
     RandomFaceCrop,
+    RandomGrayscale,
     RandomHFlip,
     ResizeSquare,
     render_transforms,
@@ -177,6 +179,63 @@ def test_photometric_sampling_probabilities_and_ranges():
     # each step with probability 0.5: 1000 +- 4.5 sigma (sigma = sqrt(n / 4) ~ 22)
     for k, c in counts.items():
         assert abs(c - n / 2) < 100, (k, c)
+
+
+@pytest.mark.parametrize("order", ["RGB", "BGR"])
+def test_grayscale_is_the_luma_in_every_channel(order):
+    rng = np.random.default_rng(2)
+    rgb = rng.integers(0, 256, size=(6, 7, 3)).astype(np.uint8)
+    img = rgb if order == "RGB" else rgb[:, :, ::-1].copy()
+    luma = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])  # ITU-R BT.601
+    out = GrayscaleTransform(order).apply_image(img)
+    assert out.dtype == np.uint8 and out.shape == img.shape
+    for c in range(3):
+        np.testing.assert_allclose(out[..., c], luma, atol=0.51)
+    # float images keep their dtype and values
+    out = GrayscaleTransform(order).apply_image(img.astype(np.float64))
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out[..., 1], luma, atol=1e-3)
+    boxes = np.array([[1.0, 2.0, 5.0, 6.0]])
+    np.testing.assert_array_equal(GrayscaleTransform(order).apply_box(boxes), boxes)
+    with pytest.raises(ValueError, match="HxWx3"):
+        GrayscaleTransform(order).apply_image(rgb[..., 0])
+
+
+def test_random_grayscale_probability_and_no_colour_channels():
+    np.random.seed(0)
+    n = 2000
+    aug = RandomGrayscale(0.1, "BGR")
+    grey = sum(isinstance(aug.get_transform(), GrayscaleTransform) for _ in range(n))
+    assert abs(grey - 0.1 * n) < 60, grey  # sigma = sqrt(n 0.1 0.9) ~ 13.4
+    assert all(
+        isinstance(RandomGrayscale(1.0, None).get_transform(), T.NoOpTransform) for _ in range(10)
+    )
+    with pytest.raises(ValueError, match="prob"):
+        RandomGrayscale(1.5)
+
+
+def test_config_grayscale_prob_adds_the_step_after_the_photometric_distortion():
+    from ainnoface_d2.data.mapper import build_face_train_augmentation
+
+    cfg = get_cfg()
+    add_ainnoface_config(cfg)
+    names = [type(a).__name__ for a in build_face_train_augmentation(cfg)]
+    assert "RandomGrayscale" not in names  # the papers' recipe: no step, no random draw
+    cfg.INPUT.FACE.GRAYSCALE_PROB = 1.0
+    # crops inside the image only (expansion and data-anchor-sampling pad with the pixel mean)
+    cfg.INPUT.FACE.EXPAND_PROB = 0.0
+    cfg.INPUT.FACE.DATA_ANCHOR_SAMPLING_PROB = 0.0
+    augs = build_face_train_augmentation(cfg)
+    assert [type(a).__name__ for a in augs[:2]] == ["PhotometricDistortion", "RandomGrayscale"]
+    # through the lazy renderer, as the mapper runs it: every channel equal
+    np.random.seed(3)
+    img = smooth_image(80, 100)[:, :, ::-1].copy()  # cfg.INPUT.FORMAT is BGR by default
+    lazy = LazyAugInput(img, boxes=np.array([[10.0, 10.0, 40.0, 40.0]]))
+    T.AugmentationList(augs)(lazy)
+    out = lazy.image.astype(int)
+    assert out.shape == (cfg.INPUT.FACE.TRAIN_SIZE, cfg.INPUT.FACE.TRAIN_SIZE, 3)
+    assert np.abs(out[..., 0] - out[..., 1]).max() <= 1
+    assert np.abs(out[..., 0] - out[..., 2]).max() <= 1
 
 
 # ------------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ The chain the mapper (:mod:`ainnoface_d2.data.mapper`) builds from ``cfg.INPUT.F
 
 1. :class:`PhotometricDistortion` -- SSD's photometric distortion: brightness, contrast (before or
    after the colour steps, at random), saturation and hue, each with probability 0.5, on a float
-   image clipped to [0, 255].
+   image clipped to [0, 255]; then, with probability ``GRAYSCALE_PROB`` (0 unless a config asks),
+   :class:`RandomGrayscale` -- the image's luma in every channel.
 2. :class:`FaceSampling` -- with probability ``DATA_ANCHOR_SAMPLING_PROB``,
    :class:`DataAnchorSampling` (PyramidBox, Tang et al., ECCV 2018, arXiv 1803.07737; used
    by AInnoFace);
@@ -39,6 +40,8 @@ __all__ = [
     "PhotometricDistortTransform",
     "CropPadTransform",
     "PhotometricDistortion",
+    "GrayscaleTransform",
+    "RandomGrayscale",
     "RandomExpand",
     "RandomFaceCrop",
     "DataAnchorSampling",
@@ -130,6 +133,41 @@ class PhotometricDistortTransform(Transform):
             x *= contrast
         np.clip(x, 0.0, 255.0, out=x)
         return x
+
+    def apply_coords(self, coords):
+        return coords
+
+    def apply_segmentation(self, segmentation):
+        return segmentation
+
+    def inverse(self):
+        return NoOpTransform()
+
+
+class GrayscaleTransform(Transform):
+    """The image's luma (ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B, OpenCV's ``*2GRAY``) in each
+    of its three channels. Pixel-wise: boxes are unchanged.
+
+    Args:
+        channel_order (str): "RGB" or "BGR", the order of the image's channels.
+    """
+
+    pixelwise = True
+
+    def __init__(self, channel_order="BGR"):
+        super().__init__()
+        if channel_order not in ("RGB", "BGR"):
+            raise ValueError(f"channel_order must be 'RGB' or 'BGR', got {channel_order!r}")
+        self._set_attributes(locals())
+
+    def apply_image(self, img):
+        if img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(f"GrayscaleTransform needs an HxWx3 image, got shape {img.shape}")
+        code = cv2.COLOR_RGB2GRAY if self.channel_order == "RGB" else cv2.COLOR_BGR2GRAY
+        # cv2 converts uint8, uint16 and float32 images; other dtypes go through float32.
+        x = img if img.dtype in (np.uint8, np.uint16, np.float32) else img.astype(np.float32)
+        gray = cv2.cvtColor(np.ascontiguousarray(x), code)
+        return np.repeat(gray[..., None], 3, axis=2).astype(img.dtype, copy=False)
 
     def apply_coords(self, coords):
         return coords
@@ -271,6 +309,22 @@ class PhotometricDistortion(Augmentation):
         return PhotometricDistortTransform(
             brightness, contrast, contrast_first, saturation, hue, self.channel_order
         )
+
+
+class RandomGrayscale(Augmentation):
+    """With probability ``prob``, a :class:`GrayscaleTransform` (photographs in black and white);
+    a no-op for images without colour channels (``channel_order`` None)."""
+
+    def __init__(self, prob=0.1, channel_order="BGR"):
+        super().__init__()
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"prob must be in [0, 1], got {prob}")
+        self._init(locals())
+
+    def get_transform(self):
+        if self.channel_order is None or not np.random.rand() < self.prob:
+            return NoOpTransform()
+        return GrayscaleTransform(self.channel_order)
 
 
 class RandomExpand(_ShapeAugmentation):

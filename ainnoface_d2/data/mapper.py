@@ -34,6 +34,7 @@ from .augmentations import (
     PhotometricDistortion,
     RandomExpand,
     RandomFaceCrop,
+    RandomGrayscale,
     RandomHFlip,
     ResizeSquare,
 )
@@ -71,6 +72,10 @@ def build_face_train_augmentation(cfg):
                 hue_delta=f.HUE_DELTA,
                 channel_order=_channel_order(cfg.INPUT.FORMAT),
             )
+        )
+    if f.GRAYSCALE_PROB > 0:
+        augs.append(
+            RandomGrayscale(f.GRAYSCALE_PROB, channel_order=_channel_order(cfg.INPUT.FORMAT))
         )
     crop = T.AugmentationList(
         [
