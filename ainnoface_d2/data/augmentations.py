@@ -58,7 +58,23 @@ logger = logging.getLogger(__name__)
 # ----------------------------------------------------------------------------------------------
 # Transforms
 # ----------------------------------------------------------------------------------------------
-class PhotometricDistortTransform(Transform):
+class _PixelwiseTransform(Transform):
+    """A transform of the pixel values alone: boxes, coordinates and masks are unchanged, and the
+    lazy renderer applies it to the visible source window (``pixelwise``)."""
+
+    pixelwise = True
+
+    def apply_coords(self, coords):
+        return coords
+
+    def apply_segmentation(self, segmentation):
+        return segmentation
+
+    def inverse(self):
+        return NoOpTransform()
+
+
+class PhotometricDistortTransform(_PixelwiseTransform):
     """SSD-style photometric distortion with fixed parameters (sampled by
     :class:`PhotometricDistortion`). Pixel-wise: boxes are unchanged.
 
@@ -71,8 +87,6 @@ class PhotometricDistortTransform(Transform):
         hue (float or None): degrees added to the HSV hue (wrapping around).
         channel_order (str or None): "RGB" or "BGR"; None (e.g. grayscale) skips the colour steps.
     """
-
-    pixelwise = True  # lets render_transforms apply it to the visible source window only
 
     def __init__(
         self,
@@ -134,25 +148,14 @@ class PhotometricDistortTransform(Transform):
         np.clip(x, 0.0, 255.0, out=x)
         return x
 
-    def apply_coords(self, coords):
-        return coords
 
-    def apply_segmentation(self, segmentation):
-        return segmentation
-
-    def inverse(self):
-        return NoOpTransform()
-
-
-class GrayscaleTransform(Transform):
+class GrayscaleTransform(_PixelwiseTransform):
     """The image's luma (ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B, OpenCV's ``*2GRAY``) in each
     of its three channels. Pixel-wise: boxes are unchanged.
 
     Args:
         channel_order (str): "RGB" or "BGR", the order of the image's channels.
     """
-
-    pixelwise = True
 
     def __init__(self, channel_order="BGR"):
         super().__init__()
@@ -168,15 +171,6 @@ class GrayscaleTransform(Transform):
         x = img if img.dtype in (np.uint8, np.uint16, np.float32) else img.astype(np.float32)
         gray = cv2.cvtColor(np.ascontiguousarray(x), code)
         return np.repeat(gray[..., None], 3, axis=2).astype(img.dtype, copy=False)
-
-    def apply_coords(self, coords):
-        return coords
-
-    def apply_segmentation(self, segmentation):
-        return segmentation
-
-    def inverse(self):
-        return NoOpTransform()
 
 
 class CropPadTransform(Transform):
