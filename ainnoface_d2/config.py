@@ -1,10 +1,8 @@
 """``add_ainnoface_config``: every AInnoFace-specific config key, with its default.
 
 Defaults follow SRN's official configuration and the AInnoFace paper (see README.md, "Deviations
-from the papers"), except the SRN-fidelity switches grouped at the end of each section: their
-defaults keep the behaviour of earlier releases (checkpoints and custom configs behave as
-before), and ``configs/Base-AInnoFace.yaml`` turns them to SRN's values for the paper configs.
-Standard Detectron2 keys (``MODEL.RESNETS``, ``MODEL.FPN``, ``MODEL.ANCHOR_GENERATOR``,
+from the papers"); a config that departs from them says so, as ``configs/ainnoface_R18_cpu.yaml``
+does. Standard Detectron2 keys (``MODEL.RESNETS``, ``MODEL.FPN``, ``MODEL.ANCHOR_GENERATOR``,
 ``SOLVER``, ``TEST``) are set in ``configs/Base-AInnoFace.yaml``, not here, so that this function
 only *adds* keys and never changes Detectron2's own defaults.
 """
@@ -86,11 +84,9 @@ def _add_model_config(cfg):
     # Inference: per-level candidates above this score, at most TOPK per level, class-agnostic
     # NMS; TEST.DETECTIONS_PER_IMAGE detections are kept.
     _A.SCORE_THRESH_TEST = 0.05
-    # SRN keeps 6000 per level (Base-AInnoFace.yaml); crowded images have more than 1000
-    # candidates on P2 alone.
-    _A.TOPK_CANDIDATES_TEST = 1000
+    # SRN keeps 6000 per level: crowded images have more than 1000 candidates on P2 alone.
+    _A.TOPK_CANDIDATES_TEST = 6000
     _A.NMS_THRESH_TEST = 0.4
-    # --- SRN fidelity (Base-AInnoFace.yaml sets SRN's values) ---
     # Anchors whose best match is an ignore box (annotations marked gt_ignore by the mapper,
     # INPUT.FACE.IGNORE_REGIONS) are ignored in both steps, and so are background anchors
     # covered by an ignore box: intersection / anchor area >= IGNORE_IOF_THRESH.
@@ -98,14 +94,14 @@ def _add_model_config(cfg):
     # Iterations at the start of training during which STC does not filter step 2's
     # classification loss (at initialisation the prior 0.01 equals the filter threshold, so
     # the filter would drop a random part of the anchors). -1: SOLVER.WARMUP_ITERS; 0: none.
-    _A.STC_WARMUP_ITERS = 0
+    _A.STC_WARMUP_ITERS = -1
     # ReLU on C6 before the C7 conv and on P6 before the P7 conv (RetinaNet); SRN has none.
-    _A.EXTRA_RELU = True
-    # FPN top-down upsampling: "nearest" (Detectron2's FPN) or "bilinear" (SRN).
-    _A.FPN_UPSAMPLE = "nearest"
-    # Initialisation of the convs around the ResNet (C6, C7, projections, FPN): "xavier"
-    # (Detectron2's c2_xavier_fill) or "normal" (N(0, 0.01), bias 0, as SRN).
-    _A.EXTRA_INIT = "xavier"
+    _A.EXTRA_RELU = False
+    # FPN top-down upsampling: "bilinear" (SRN) or "nearest" (Detectron2's FPN).
+    _A.FPN_UPSAMPLE = "bilinear"
+    # Initialisation of the convs around the ResNet (C6, C7, projections, FPN): "normal"
+    # (N(0, 0.01), bias 0, as SRN) or "xavier" (Detectron2's c2_xavier_fill).
+    _A.EXTRA_INIT = "normal"
 
 
 def _add_input_config(cfg):
@@ -127,8 +123,11 @@ def _add_input_config(cfg):
     # Random expansion onto a mean-filled canvas up to EXPAND_MAX_RATIO times the image side.
     _F.EXPAND_PROB = 0.5
     _F.EXPAND_MAX_RATIO = 4.0
-    # SRN-style random square crop, side as a fraction of the shorter image side.
-    _F.CROP_SCALE_RANGE = (0.3, 1.0)
+    # SRN's random square crop: with probability CROP_FULL_SIDE_PROB its side is the whole
+    # shorter image side, otherwise CROP_SCALE_RANGE times it (one of SRN's two square patches,
+    # the shorter side or U[0.5, 1] of it).
+    _F.CROP_SCALE_RANGE = (0.5, 1.0)
+    _F.CROP_FULL_SIDE_PROB = 0.5
     # Probability of data-anchor-sampling (PyramidBox) instead of expand + crop.
     _F.DATA_ANCHOR_SAMPLING_PROB = 0.5
     _F.FLIP_PROB = 0.5
@@ -136,14 +135,9 @@ def _add_input_config(cfg):
     _F.MIN_FACE_SIZE = 6.0
     # Resample a crop this many times when it loses all faces, then fall back to the whole image.
     _F.MAX_CROP_TRIES = 50
-    # --- SRN fidelity (Base-AInnoFace.yaml sets SRN's values) ---
-    # Probability that the crop's side is the whole shorter image side; otherwise it is
-    # CROP_SCALE_RANGE times it. SRN: 0.5 and (0.5, 1.0) (one of two square patches, the
-    # shorter side or U[0.5, 1] of it); 0.0 and (0.3, 1.0) is the earlier rule.
-    _F.CROP_FULL_SIDE_PROB = 0.0
     # Data-anchor-sampling: the target size is at most this many times the face (unless a
     # bin's lower end is larger). PyramidBox's official code: 2.0; 0 = no cap (up to ~8x).
-    _F.DATA_ANCHOR_SAMPLING_MAX_UPSCALE = 0.0
+    _F.DATA_ANCHOR_SAMPLING_MAX_UPSCALE = 2.0
     # Which anchor bins data-anchor-sampling draws the target size from: "pyramidbox" (up to
     # one bin above the face's own) or "crop" (every bin that fits the training crop, target at
     # most the crop side; ainnoface_d2/data/augmentations.py, DataAnchorSampling).
@@ -152,7 +146,7 @@ def _add_input_config(cfg):
     # MIN_FACE_SIZE as ignore boxes (Instances.gt_ignore) instead of dropping them, so that the
     # anchors on them are not trained as background (MODEL.AINNOFACE.IGNORE_IOF_THRESH). Only
     # the AInnoFace meta-architecture reads gt_ignore: other detectors would take them as faces.
-    _F.IGNORE_REGIONS = False
+    _F.IGNORE_REGIONS = True
 
 
 def _add_test_config(cfg):
@@ -171,9 +165,8 @@ def _add_test_config(cfg):
     _T.ENLARGE = True
     # Box voting: boxes overlapping at IoU >= VOTE_IOU are merged.
     _T.VOTE_IOU = 0.5
-    # --- SRN fidelity (Base-AInnoFace.yaml sets SRN's value) ---
     # Voting IoU with the +1 pixel convention (areas (w + 1)(h + 1)), as SRN's bbox_vote.
-    _T.VOTE_IOU_PLUS_ONE = False
+    _T.VOTE_IOU_PLUS_ONE = True
     # WIDER FACE evaluator outputs (ainnoface_d2/evaluation/wider_face_evaluation.py).
     cfg.TEST.WIDER_FACE = CN()
     # Write predictions in the official submission layout under <output>/wider_face_submission.

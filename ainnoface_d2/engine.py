@@ -377,7 +377,7 @@ def check_resumable(model, checkpoint_file):
     if differences:
         raise ValueError(
             f"cannot resume from {checkpoint_file}: it holds another model than the config "
-            "builds (a run of another config, or of an earlier version of this one):\n  "
+            "builds (a run of another config, or of another version of this one):\n  "
             + "\n  ".join(differences)
             + "\nTrain into another OUTPUT_DIR, or resume with the config that made it."
         )

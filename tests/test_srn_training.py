@@ -350,35 +350,3 @@ def test_backbone_normal_init_option():
     # c2_xavier_fill: uniform with std 1 / sqrt(fan_in), fan_in = 512 * 9 for C6 of ResNet-18
     xavier = tiny_model(**{"MODEL.AINNOFACE.EXTRA_INIT": "xavier"}).backbone
     assert abs(xavier.c6.weight.std().item() - 1 / math.sqrt(512 * 9)) < 0.0005
-
-
-@pytest.mark.parametrize("path", [R50, R152], ids=os.path.basename)
-def test_paper_configs_use_srn_values(path):
-    cfg = get_ainnoface_cfg(path)
-    a, f = cfg.MODEL.AINNOFACE, cfg.INPUT.FACE
-    assert a.TOPK_CANDIDATES_TEST == 6000
-    assert (a.EXTRA_RELU, a.FPN_UPSAMPLE, a.EXTRA_INIT) == (False, "bilinear", "normal")
-    assert cfg.MODEL.BACKBONE.FREEZE_AT == 1
-    assert a.STC_WARMUP_ITERS == -1 and f.IGNORE_REGIONS
-    assert tuple(f.CROP_SCALE_RANGE) == (0.5, 1.0) and f.CROP_FULL_SIDE_PROB == 0.5
-    assert f.DATA_ANCHOR_SAMPLING_MAX_UPSCALE == 2.0 and cfg.TEST.AUG.FACE.VOTE_IOU_PLUS_ONE
-    assert f.DATA_ANCHOR_SAMPLING_BINS == "pyramidbox" and not cfg.MODEL_EMA.ENABLED
-
-
-def test_paper_config_freezes_only_the_stem():
-    cfg = get_ainnoface_cfg(R50, ["MODEL.DEVICE", "cpu"])
-    bottom_up = build_model(cfg).backbone.bottom_up
-    assert not any(p.requires_grad for p in bottom_up.stem.parameters())
-    assert all(p.requires_grad for p in bottom_up.res2.parameters())
-
-
-def test_cpu_config_keeps_its_measured_settings():
-    cfg = get_ainnoface_cfg(SMALL)
-    a, f = cfg.MODEL.AINNOFACE, cfg.INPUT.FACE
-    assert (a.EXTRA_RELU, a.FPN_UPSAMPLE, a.EXTRA_INIT) == (True, "nearest", "xavier")
-    assert a.STC_WARMUP_ITERS == 0 and a.TOPK_CANDIDATES_TEST == 500
-    assert not f.IGNORE_REGIONS and tuple(f.CROP_SCALE_RANGE) == (0.3, 1.0)
-    assert f.CROP_FULL_SIDE_PROB == 0 and f.DATA_ANCHOR_SAMPLING_MAX_UPSCALE == 0
-    assert f.DATA_ANCHOR_SAMPLING_BINS == "crop" and f.DATA_ANCHOR_SAMPLING_PROB == 0.5
-    assert not cfg.TEST.AUG.FACE.VOTE_IOU_PLUS_ONE and cfg.MODEL.BACKBONE.FREEZE_AT == 0
-    assert math.isclose(a.IGNORE_IOF_THRESH, 0.5)

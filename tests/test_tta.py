@@ -330,9 +330,9 @@ def test_box_voting_plus_one_convention():
 def test_wrapper_votes_with_plus_one_from_config():
     cfg = get_cfg()
     ainnoface_d2.add_ainnoface_config(cfg)
+    assert AInnoFaceWithTTA(cfg, SquareDetector().eval()).vote_plus_one is True  # SRN's
+    cfg.TEST.AUG.FACE.VOTE_IOU_PLUS_ONE = False
     assert AInnoFaceWithTTA(cfg, SquareDetector().eval()).vote_plus_one is False
-    cfg.TEST.AUG.FACE.VOTE_IOU_PLUS_ONE = True
-    assert AInnoFaceWithTTA(cfg, SquareDetector().eval()).vote_plus_one is True
 
 
 # ---------------------------------------------------------------- face sizes a user asks for

@@ -357,7 +357,7 @@ class RandomFaceCrop(_ShapeAugmentation):
     side with probability ``full_side_prob``, else uniform(scale_range) x the shorter side.
     SRN's paper crops two square patches, one with the shorter side and one with U[0.5, 1]
     of it, and trains on one of them at random: ``scale_range=(0.5, 1), full_side_prob=0.5``.
-    The earlier rule of this project, ``(0.3, 1)`` with probability 0, zooms in up to 3.3x.
+    ``(0.3, 1)`` with probability 0 (the small CPU config's crop) zooms in up to 3.3x.
 
     A crop is accepted when it keeps at least one face, i.e. a box whose centre it contains and
     whose clipped shorter side, after the final resize of the crop to ``output_size``, is at
