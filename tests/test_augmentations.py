@@ -16,7 +16,6 @@ from ainnoface_d2.data.augmentations import (
     CropPadTransform,
     DataAnchorSampling,
     GrayscaleTransform,
-    LazyAugInput,
     PhotometricDistortion,
     PhotometricDistortTransform,
     RandomExpand,
@@ -24,8 +23,8 @@ from ainnoface_d2.data.augmentations import (
     RandomGrayscale,
     RandomHFlip,
     ResizeSquare,
-    render_transforms,
 )
+from ainnoface_d2.data.deferred_render import LazyAugInput, render_transforms
 from ainnoface_d2.data.mapper import FaceDatasetMapper, das_anchor_sizes
 
 import cv2

@@ -1,4 +1,4 @@
-"""Tests for the built-in face dataset generator (ainnoface_d2.data.builtin_faces).
+"""Tests for the built-in face dataset generator (ainnoface_d2.builtin_faces).
 
 The written files are read back with an independent minimal parser of the WIDER FACE txt format,
 with scipy.io.loadmat, and compared with the official .mat files in ../shared when present.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ainnoface_d2.data.builtin_faces import FaceRecord, build_builtin_faces, eval_settings
+from ainnoface_d2.builtin_faces import FaceRecord, build_builtin_faces, eval_settings
 
 import cv2
 import numpy as np
@@ -344,16 +344,11 @@ def test_eval_settings_boundaries(h, blur, occlusion, invalid, expected):
     assert eval_settings(face) == expected
 
 
-def test_old_import_path_and_optional_dependency():
+def test_the_detector_package_does_not_need_the_generator_dependency():
+    import subprocess
     import sys
 
-    import ainnoface_d2.builtin_faces as pkg
-    import ainnoface_d2.data.builtin_faces as old
-
-    assert old.build_builtin_faces is pkg.build_builtin_faces
-    assert old.eval_settings is pkg.eval_settings and old.FaceRecord is pkg.FaceRecord
     # The generator needs scikit-image; importing the detector package must not.
-    import subprocess
 
     code = "import sys, ainnoface_d2; print('skimage' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

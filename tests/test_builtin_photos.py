@@ -14,8 +14,7 @@ import zipfile
 from pathlib import Path
 
 from ainnoface_d2.builtin_faces import build as build_mod
-from ainnoface_d2.builtin_faces import build_builtin_faces, photos, render
-from ainnoface_d2.data import package_files
+from ainnoface_d2.builtin_faces import build_builtin_faces, package_files, photos, render
 
 import numpy as np
 import pytest

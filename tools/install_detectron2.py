@@ -46,10 +46,10 @@ def pip(*args):
 
 
 def _package_files():
-    """``ainnoface_d2/data/package_files.py`` loaded from its file (it needs only the standard
-    library): this script runs before the package, and the Detectron2 it imports, are
+    """``ainnoface_d2/builtin_faces/package_files.py`` loaded from its file (it needs only the
+    standard library): this script runs before the package, and the Detectron2 it imports, are
     installed."""
-    path = os.path.join(REPO, "ainnoface_d2", "data", "package_files.py")
+    path = os.path.join(REPO, "ainnoface_d2", "builtin_faces", "package_files.py")
     spec = importlib.util.spec_from_file_location("_ainnoface_package_files", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

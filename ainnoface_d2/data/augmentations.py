@@ -48,8 +48,7 @@ __all__ = [
     "FaceSampling",
     "RandomHFlip",
     "ResizeSquare",
-    "LazyAugInput",
-    "render_transforms",
+    "fill_for",
 ]
 
 logger = logging.getLogger(__name__)
@@ -197,7 +196,7 @@ class CropPadTransform(Transform):
     def apply_image(self, img):
         assert img.shape[:2] == (self.orig_h, self.orig_w), (img.shape, self.orig_h, self.orig_w)
         out = np.empty((self.h, self.w) + img.shape[2:], dtype=img.dtype)
-        out[...] = _fill_for(self.fill, img)
+        out[...] = fill_for(self.fill, img)
         sx0, sx1 = max(self.x0, 0), min(self.x0 + self.w, self.orig_w)
         sy0, sy1 = max(self.y0, 0), min(self.y0 + self.h, self.orig_h)
         if sx0 < sx1 and sy0 < sy1:
@@ -220,7 +219,7 @@ class CropPadTransform(Transform):
         return CropPadTransform(-self.x0, -self.y0, self.orig_w, self.orig_h, self.w, self.h, 0)
 
 
-def _fill_for(fill, img):
+def fill_for(fill, img):
     """``fill`` broadcastable to ``img``'s last axis, in its dtype."""
     fill = np.asarray(fill, dtype=np.float64).reshape(-1)
     channels = img.shape[2] if img.ndim == 3 else 1
@@ -531,7 +530,3 @@ class ResizeSquare(_ShapeAugmentation):
         if (height, width) == (self.size, self.size):
             return NoOpTransform()
         return ResizeTransform(height, width, self.size, self.size)
-
-
-# The deferred renderer (LazyAugInput, render_transforms) has its own module; re-exported here.
-from .deferred_render import LazyAugInput, render_transforms  # noqa: E402

@@ -15,7 +15,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
 from .wider_face import split_paths
-from .wider_face_format import ATTRIBUTE_NAMES, SETTINGS
+from .wider_face_format import ATTRIBUTE_NAMES, SETTINGS, datasets_root
 
 logger = logging.getLogger(__name__)
 
@@ -99,12 +99,6 @@ def register_all_wider_face(root):
     """Register every dataset of :data:`_PREDEFINED_SPLITS` under the datasets root ``root``."""
     for prefix, (subdir, splits, command) in _PREDEFINED_SPLITS.items():
         register_wider_face_splits(prefix, os.path.join(root, subdir), splits, command)
-
-
-def datasets_root() -> str:
-    """The datasets root: ``$DETECTRON2_DATASETS``, else ``datasets`` relative to the working
-    directory, as Detectron2 resolves it (``detectron2/data/datasets/builtin.py``)."""
-    return os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
 
 
 register_all_wider_face(datasets_root())

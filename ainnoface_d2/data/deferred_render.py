@@ -10,9 +10,6 @@ renders only the visible source window with OpenCV (an area-average shrink where
 then one bilinear warp). Pixel-wise transforms (``pixelwise = True``, e.g. the photometric
 distortion) are applied to that source window only, which is the same as applying them to the
 whole image first.
-
-``augmentations`` re-exports both names; it is always imported before this module (the package's
-``__init__`` imports the mapper, which imports it), so the names this module takes from it exist.
 """
 
 import math
@@ -29,7 +26,7 @@ from fvcore.transforms.transform import (
     VFlipTransform,
 )
 
-from .augmentations import CropPadTransform, _fill_for
+from .augmentations import CropPadTransform, fill_for
 
 __all__ = ["LazyAugInput", "render_transforms"]
 
@@ -159,7 +156,7 @@ class _AxisMap:
         # Output pixels whose centre falls on the source image, per axis.
         dx0, dx1, rx0, rx1 = _axis_ranges(self.sx, self.tx, self.w0, self.w)
         dy0, dy1, ry0, ry1 = _axis_ranges(self.sy, self.ty, self.h0, self.h)
-        fill = _fill_for(self.fill if self.fill is not None else 0.0, image)
+        fill = fill_for(self.fill if self.fill is not None else 0.0, image)
         if dx0 >= dx1 or dy0 >= dy1:  # the source is entirely outside the output
             out = np.empty((self.h, self.w, channels), dtype=image.dtype)
             out[...] = fill

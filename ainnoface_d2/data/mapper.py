@@ -30,7 +30,6 @@ from detectron2.structures import Boxes, BoxMode, Instances
 from .augmentations import (
     DataAnchorSampling,
     FaceSampling,
-    LazyAugInput,
     PhotometricDistortion,
     RandomExpand,
     RandomFaceCrop,
@@ -38,6 +37,7 @@ from .augmentations import (
     RandomHFlip,
     ResizeSquare,
 )
+from .deferred_render import LazyAugInput
 
 __all__ = ["FaceDatasetMapper", "build_face_train_augmentation", "das_anchor_sizes"]
 

@@ -35,6 +35,7 @@ __all__ = [
     "WiderFaceFormatError",
     "WiderImage",
     "WiderImageGT",
+    "datasets_root",
     "eval_gt_path",
     "image_key",
     "load_eval_ground_truth",
@@ -43,6 +44,14 @@ __all__ = [
 ]
 
 SPLITS = ("train", "val", "test")
+
+
+def datasets_root() -> str:
+    """The datasets root: ``$DETECTRON2_DATASETS``, else ``datasets`` relative to the working
+    directory, as Detectron2 resolves it (``detectron2/data/datasets/builtin.py``)."""
+    return os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
+
+
 # The official evaluation settings, in the order the benchmark reports them.
 SETTINGS = ("easy", "medium", "hard")
 # Column order of a box line after x y w h, with the largest value each may take

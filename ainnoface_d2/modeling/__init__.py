@@ -6,7 +6,7 @@ and ``AInnoFace`` in ``META_ARCH_REGISTRY``.
 
 from .backbone import AInnoFaceFPN, build_ainnoface_resnet_fpn_backbone
 from .head import AInnoFaceHead
-from .losses import box_regression_loss, iou_loss
+from .losses import iou_loss
 from .meta_arch import AInnoFace
 from .rfe import RFE
 from .tta import AInnoFaceWithTTA, TTACopy, box_voting, face_tta_copies
@@ -20,7 +20,6 @@ __all__ = [
     "box_voting",
     "face_tta_copies",
     "RFE",
-    "box_regression_loss",
     "build_ainnoface_resnet_fpn_backbone",
     "iou_loss",
 ]

@@ -6,9 +6,8 @@ scale and treats the four coordinates jointly. Classification uses fvcore's sigm
 """
 
 import torch
-from fvcore.nn import giou_loss, smooth_l1_loss
 
-__all__ = ["iou_loss", "box_regression_loss"]
+__all__ = ["iou_loss"]
 
 
 def iou_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-7, reduction="sum"):
@@ -33,24 +32,3 @@ def iou_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-7, reduct
     if reduction == "none":
         return loss
     raise ValueError(f"unknown reduction {reduction!r}")
-
-
-def box_regression_loss(
-    loss_type, box2box_transform, anchors, pred_deltas, gt_boxes, smooth_l1_beta=0.0
-):
-    """Summed regression loss of positive anchors.
-
-    Args:
-        loss_type: "iou" (UnitBox, AInnoFace), "giou", or "smooth_l1" (on deltas, as SRN).
-        anchors, pred_deltas, gt_boxes: (P, 4) tensors of the positive anchors (XYXY), their
-            predicted deltas and their matched ground-truth boxes (XYXY).
-    """
-    if loss_type == "smooth_l1":
-        target = box2box_transform.get_deltas(anchors, gt_boxes)
-        return smooth_l1_loss(pred_deltas, target, beta=smooth_l1_beta, reduction="sum")
-    pred_boxes = box2box_transform.apply_deltas(pred_deltas, anchors)
-    if loss_type == "iou":
-        return iou_loss(pred_boxes, gt_boxes, reduction="sum")
-    if loss_type == "giou":
-        return giou_loss(pred_boxes, gt_boxes, reduction="sum")
-    raise ValueError(f"MODEL.AINNOFACE.BBOX_REG_LOSS_TYPE: unknown loss {loss_type!r}")

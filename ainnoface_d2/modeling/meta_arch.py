@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from .head import AInnoFaceHead
 from .inference import decode_detections
-from .losses import box_regression_loss
+from .losses import iou_loss
 
 __all__ = ["AInnoFace", "AnchorTargets"]
 
@@ -68,8 +68,6 @@ class AInnoFace(DenseDetector):
         ignore_iof_thresh: float = 0.5,
         focal_loss_alpha: float = 0.25,
         focal_loss_gamma: float = 2.0,
-        box_reg_loss_type: str = "iou",
-        smooth_l1_beta: float = 0.1,
         loss_weights: Dict[str, float] = None,
         test_score_thresh: float = 0.05,
         test_topk_candidates: int = 1000,
@@ -113,8 +111,6 @@ class AInnoFace(DenseDetector):
         self.ignore_iof_thresh = ignore_iof_thresh
         self.focal_loss_alpha = focal_loss_alpha
         self.focal_loss_gamma = focal_loss_gamma
-        self.box_reg_loss_type = box_reg_loss_type
-        self.smooth_l1_beta = smooth_l1_beta
         self.loss_weights = {"loss_cls_stc": 1.0, "loss_box_str": 1.0, "loss_cls": 1.0}
         self.loss_weights.update({"loss_box": 1.0, **(loss_weights or {})})
         self.test_score_thresh = test_score_thresh
@@ -157,8 +153,6 @@ class AInnoFace(DenseDetector):
             "ignore_iof_thresh": a.IGNORE_IOF_THRESH,
             "focal_loss_alpha": a.FOCAL_LOSS_ALPHA,
             "focal_loss_gamma": a.FOCAL_LOSS_GAMMA,
-            "box_reg_loss_type": a.BBOX_REG_LOSS_TYPE,
-            "smooth_l1_beta": a.SMOOTH_L1_BETA,
             "loss_weights": {
                 "loss_cls_stc": a.LOSS_WEIGHT_STC,
                 "loss_box_str": a.LOSS_WEIGHT_STR,
@@ -282,16 +276,10 @@ class AInnoFace(DenseDetector):
         return _LossTerm(name, self._cls_loss(logits, labels, valid), faces.sum())
 
     def _box_term(self, name, anchors, deltas, labels, gt_boxes) -> "_LossTerm":
-        """Summed regression loss of the anchors labelled face."""
+        """Summed IoU loss (AInnoFace) of the decoded boxes of the anchors labelled face."""
         faces = (labels >= 0) & (labels != self.num_classes)
-        loss = box_regression_loss(
-            self.box_reg_loss_type,
-            self.box2box_transform,
-            anchors[faces],
-            deltas[faces],
-            gt_boxes[faces],
-            self.smooth_l1_beta,
-        )
+        pred_boxes = self.box2box_transform.apply_deltas(deltas[faces], anchors[faces])
+        loss = iou_loss(pred_boxes, gt_boxes[faces], reduction="sum")
         return _LossTerm(name, loss, faces.sum())
 
     def _step2_anchors(self, anchors, refined, levels, num_images) -> Tensor:

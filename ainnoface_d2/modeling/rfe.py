@@ -5,12 +5,6 @@ adds four branches with rectangular receptive fields, 1x1 -> {1x5, 5x1, 1x3, 3x1
 followed by ReLU, concatenates them back to the input width, mixes them with a 1x1 conv + ReLU
 (``fuse``) and adds the block's input (residual). The module is written exactly so: one
 ``nn.Sequential`` per branch.
-
-Checkpoints written before this layout stored the four entry 1x1 convs as one conv
-(``entry``, branch i = output chunk i), the k convs as ``middle.<i>`` and the four exit 1x1 convs
-as one grouped conv (``exit``, groups=4). :meth:`RFE._load_from_state_dict` splits those keys into
-the branches' when it meets them, so such checkpoints load unchanged and compute the same
-function.
 """
 
 import torch
@@ -42,29 +36,9 @@ class RFE(nn.Module):
                 f"RFE concatenates {n} branches of {branch_channels} channels; this "
                 f"must equal the input width {channels} for the residual add"
             )
-        self.branch_channels = branch_channels
         self.branches = nn.ModuleList(_branch(channels, branch_channels, k) for k in _KERNELS)
         self.fuse = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x):
         y = torch.cat([branch(x) for branch in self.branches], dim=1)
         return x + torch.relu(self.fuse(y))
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        if prefix + "entry.weight" in state_dict:
-            _split_merged_keys(state_dict, prefix, self.branch_channels)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-
-def _split_merged_keys(state_dict, prefix, b):
-    """Rewrite the merged ``entry`` / ``middle.<i>`` / ``exit`` keys of an older checkpoint as
-    ``branches.<i>.{0,2,4}`` (entry, k conv, exit of branch i), in place."""
-    for src, dst in (("entry", 0), ("exit", 4)):
-        for param in ("weight", "bias"):
-            merged = state_dict.pop(f"{prefix}{src}.{param}")
-            for i in range(len(_KERNELS)):
-                state_dict[f"{prefix}branches.{i}.{dst}.{param}"] = merged[i * b : (i + 1) * b]
-    for i in range(len(_KERNELS)):
-        for param in ("weight", "bias"):
-            key = f"{prefix}middle.{i}.{param}"
-            state_dict[f"{prefix}branches.{i}.2.{param}"] = state_dict.pop(key)

@@ -297,17 +297,8 @@ def box_voting(
         # Shift each class to its own region, as torchvision's batched_nms does.
         offsets = classes.to(boxes) * (boxes.max() - boxes.min() + 2)
         iou_boxes = iou_boxes + offsets[:, None]
-    rows, cols = [], []
-    for start in range(0, len(boxes), _IOU_BLOCK_ROWS):
-        block = box_iou(iou_boxes[start : start + _IOU_BLOCK_ROWS], iou_boxes) >= iou_threshold
-        r, c = torch.nonzero(block, as_tuple=True)
-        rows.append((r + start).cpu())
-        cols.append(c.cpu())
     n = len(boxes)
-    if n:
-        # CSR neighbour lists: row-major nonzero() keeps each row's columns together.
-        indptr = np.searchsorted(torch.cat(rows).numpy(), np.arange(n + 1))
-        neighbours = torch.cat(cols).numpy()
+    indptr, neighbours = _neighbour_lists(iou_boxes, iou_threshold)
     boxes_np = boxes.detach().cpu().double().numpy()
     scores_np = scores.detach().cpu().double().numpy()
     removed = np.zeros(n, dtype=bool)
@@ -334,6 +325,20 @@ def box_voting(
     out_boxes = torch.as_tensor(np.array(merged).reshape(-1, 4)).to(boxes)
     out_classes = classes[keep] if classes is not None else None
     return out_boxes, scores[keep], out_classes
+
+
+def _neighbour_lists(boxes: torch.Tensor, iou_threshold: float) -> Tuple[np.ndarray, np.ndarray]:
+    """CSR lists of the boxes each box overlaps at IoU >= ``iou_threshold`` (itself included):
+    box i's are ``neighbours[indptr[i] : indptr[i + 1]]``."""
+    rows, cols = [torch.zeros(0, dtype=torch.int64)], [torch.zeros(0, dtype=torch.int64)]
+    for start in range(0, len(boxes), _IOU_BLOCK_ROWS):
+        block = box_iou(boxes[start : start + _IOU_BLOCK_ROWS], boxes) >= iou_threshold
+        r, c = torch.nonzero(block, as_tuple=True)
+        rows.append((r + start).cpu())
+        cols.append(c.cpu())
+    # Row-major nonzero() keeps each row's columns together.
+    indptr = np.searchsorted(torch.cat(rows).numpy(), np.arange(len(boxes) + 1))
+    return indptr, torch.cat(cols).numpy()
 
 
 def _resize_chw(
