@@ -1,29 +1,9 @@
 """``Trainer``: Detectron2's ``DefaultTrainer`` with AInnoFace's data mapper, optimizer, evaluators
 and the labelled test-size protocols; ``setup`` and the weights check of ``tools/train_net.py``.
 
-Test-size protocols (``TEST.FACE.SIZE_PROTOCOLS``; each is run on every ``DATASETS.TEST`` split
-and its AP is labelled with its name, so that figures taken under different protocols are never
-compared by mistake):
-
-* ``original``: one pass per image at the test size of ``INPUT.MIN_SIZE_TEST`` (0 in the shipped
-  configs: the original resolution, as the WIDER FACE benchmark is usually reported). Outputs in
-  ``OUTPUT_DIR/inference/<dataset>``.
-* ``vga``: one pass per image resized so that it fits 640x480 (shorter side 480, longer side at most
-  640: Detectron2's ``ResizeShortestEdge(480, max_size=640)``), the single-scale setting SCRFD
-  reports. Outputs in ``OUTPUT_DIR/inference_vga/<dataset>``.
-* ``multiscale``: SRN's multi-scale + flip testing with box voting
-  (:class:`ainnoface_d2.modeling.tta.AInnoFaceWithTTA`, ``TEST.AUG.FACE``); also run when
-  Detectron2's ``TEST.AUG.ENABLED`` is set. Outputs in ``OUTPUT_DIR/inference_TTA/<dataset>``.
-* ``pyramid``: copies from the image fitted into ``TEST.FACE.PYRAMID.BASE_SIZE`` (the scale the
-  model was trained at) up to scale 1, each face kept from the smallest copy where it is at least
-  ``TEST.FACE.PYRAMID.MIN_FACE`` pixels (:func:`ainnoface_d2.modeling.tta.pyramid_copies`).
-  Outputs in ``OUTPUT_DIR/inference_pyramid/<dataset>``.
-
-``TEST.FACE.PROTOCOL`` names the one that :class:`ainnoface_d2.predictor.FaceDetector` (and so
-the demo) runs.
-
-They are not the *scoring* protocols ``TEST.WIDER_FACE.PROTOCOL`` (``matlab``/``python``: how the
-official tool's arithmetic is reproduced, see :mod:`ainnoface_d2.evaluation.wider_face_protocol`).
+The test-size protocols (names, sizes, output folders, wrapping) are those of
+:mod:`ainnoface_d2.size_protocol`; :meth:`Trainer.test` runs each of ``TEST.FACE.SIZE_PROTOCOLS``
+on every ``DATASETS.TEST`` split and labels its AP with the protocol's name.
 """
 
 import logging
@@ -41,7 +21,6 @@ from detectron2.data import (
     build_detection_test_loader,
     build_detection_train_loader,
 )
-from detectron2.data import transforms as T
 from detectron2.engine import DefaultTrainer, SimpleTrainer, default_setup, hooks
 from detectron2.evaluation import (
     COCOEvaluator,
@@ -55,8 +34,16 @@ from . import compat
 from .config import get_ainnoface_cfg
 from .data import FaceDatasetMapper
 from .ema import EMAHook
-from .evaluation import SIZE_PROTOCOLS, VGA_LONG_SIDE, VGA_SHORT_SIDE, WiderFaceEvaluator
-from .modeling.tta import AInnoFaceWithTTA
+from .evaluation import WiderFaceEvaluator
+from .runtime import cpu_bf16_native
+from .size_protocol import (
+    SIZE_PROTOCOLS,
+    output_folder,
+    result_suffix,
+    size_protocol_mapper,
+    size_protocols,
+    wrap_model,
+)
 from .solver import build_optimizer
 
 __all__ = [
@@ -74,53 +61,6 @@ logger = logging.getLogger(__name__)
 
 # DefaultTrainer wraps the model with create_ddp_model, which needs this for CPU models.
 compat.allow_cpu_ddp()
-
-# protocol -> (output folder under OUTPUT_DIR, suffix of the result keys)
-_PROTOCOL_OUTPUTS = {
-    "original": ("inference", ""),
-    "vga": ("inference_vga", "_vga"),
-    "multiscale": ("inference_TTA", "_TTA"),
-    "pyramid": ("inference_pyramid", "_pyramid"),
-}
-
-
-def size_protocols(cfg):
-    """The test-size protocols an evaluation runs: ``TEST.FACE.SIZE_PROTOCOLS``, plus
-    ``multiscale`` when ``TEST.AUG.ENABLED``; an unknown name raises ``ValueError``."""
-    names = list(dict.fromkeys(cfg.TEST.FACE.SIZE_PROTOCOLS))
-    unknown = [n for n in names if n not in SIZE_PROTOCOLS]
-    if unknown:
-        raise ValueError(
-            f"TEST.FACE.SIZE_PROTOCOLS: unknown {unknown}, expected names from {SIZE_PROTOCOLS}"
-        )
-    if cfg.TEST.AUG.ENABLED and "multiscale" not in names:
-        names.append("multiscale")
-    return names
-
-
-def size_protocol_mapper(cfg, protocol):
-    """The test-time ``FaceDatasetMapper`` of a protocol (``multiscale`` and ``pyramid`` read the
-    image as ``original`` does; the TTA wrapper resizes it)."""
-    if protocol == "vga":
-        augmentations = [T.ResizeShortestEdge(VGA_SHORT_SIDE, VGA_LONG_SIDE)]
-        return FaceDatasetMapper(
-            is_train=False, augmentations=augmentations, image_format=cfg.INPUT.FORMAT
-        )
-    if cfg.INPUT.MIN_SIZE_TEST > 0:
-        logger.warning(
-            "INPUT.MIN_SIZE_TEST is %d: the '%s' protocol tests at that short side, not at the "
-            "original resolution.",
-            cfg.INPUT.MIN_SIZE_TEST,
-            protocol,
-        )
-    return FaceDatasetMapper(cfg, is_train=False)
-
-
-def cpu_bf16_native() -> bool:
-    """Whether PyTorch's CPU kernels run bf16 natively here (AVX-512-BF16 or AMX tiles), as
-    ``torch.cpu`` reports it; elsewhere bf16 autocast is emulated and slower than fp32."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def _retyped(trainer: SimpleTrainer, cls: type) -> SimpleTrainer:
@@ -281,10 +221,10 @@ class Trainer(DefaultTrainer):
     @classmethod
     def test_size_protocol(cls, cfg, model, protocol):
         """One test-size protocol on every test dataset: ``{<dataset><suffix>: results}``."""
-        folder, suffix = _PROTOCOL_OUTPUTS[protocol]
+        folder, suffix = output_folder(protocol), result_suffix(protocol)
         if protocol == "multiscale":
             logger.info("Running inference with test-time augmentation ...")
-        model = AInnoFaceWithTTA.for_protocol(cfg, model, protocol)
+        model = wrap_model(cfg, model, protocol)
         results = OrderedDict()
         for name in cfg.DATASETS.TEST:
             loader = cls.build_test_loader(cfg, name, size_protocol=protocol)

@@ -3,8 +3,9 @@
 A small Python API in the spirit of Detectron2's ``DefaultPredictor``
 (``detectron2/engine/defaults.py``): it builds the config and the model, loads the weights and
 turns an ``HxWx3`` array into ``{"boxes", "scores"}``, in batches, under one of the test-size
-protocols of :mod:`ainnoface_d2.engine` (``TEST.FACE.PROTOCOL``: one pass, or copies such as SRN's
-multi-scale + flip testing or the pyramid, :class:`ainnoface_d2.modeling.tta.AInnoFaceWithTTA`).
+protocols of :mod:`ainnoface_d2.size_protocol` (``TEST.FACE.PROTOCOL``: one pass, or copies such
+as SRN's multi-scale + flip testing or the pyramid,
+:class:`ainnoface_d2.modeling.tta.AInnoFaceWithTTA`).
 
 ``backend`` and ``precision`` choose the runtime (see :mod:`ainnoface_d2.export.runtimes`):
 ``"torch"`` runs the Detectron2 model (fp32; bf16 with CPU autocast and channels-last memory;
@@ -31,24 +32,20 @@ image reaches the model unchanged. Any positive ``MIN_SIZE_TEST`` resizes as in
 
 import contextlib
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.data import transforms as T
-from detectron2.data.detection_utils import read_image
 from detectron2.modeling import build_model
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances
 
 from .config import get_ainnoface_cfg
-from .evaluation import SIZE_PROTOCOLS, VGA_LONG_SIDE, VGA_SHORT_SIDE
 from .export import runtimes
-from .export.graph import export_onnx
+from .export.runner import build_runner, calibration_images
 from .modeling.tta import AInnoFaceWithTTA
+from .size_protocol import check_size_protocol, single_pass_resize, wrap_model
 
 __all__ = ["FaceDetector"]
 
@@ -134,13 +131,7 @@ class FaceDetector:
                 f"{config_file}: INPUT.FORMAT must be RGB or BGR, got {self.input_format}"
             )
         # The protocols with copies resize in the wrapper; the single passes resize here.
-        self.aug = None
-        if self.protocol == "vga":
-            self.aug = T.ResizeShortestEdge(VGA_SHORT_SIDE, VGA_LONG_SIDE)
-        elif self.protocol == "original" and cfg.INPUT.MIN_SIZE_TEST > 0:
-            self.aug = T.ResizeShortestEdge(
-                [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
-            )
+        self.aug = single_pass_resize(cfg, self.protocol)
 
         onnx_file = cfg.MODEL.WEIGHTS if cfg.MODEL.WEIGHTS.endswith(".onnx") else None
         if onnx_file and backend == "torch":
@@ -159,7 +150,7 @@ class FaceDetector:
         if self.protocol == "range":
             model = AInnoFaceWithTTA(cfg, model, face_range=(min_face, max_face))
         else:
-            model = AInnoFaceWithTTA.for_protocol(cfg, model, self.protocol)
+            model = wrap_model(cfg, model, self.protocol)
         self.model = model
 
     @staticmethod
@@ -175,12 +166,7 @@ class FaceDetector:
                 raise ValueError(f"tta=True is the 'multiscale' protocol, not {protocol!r}")
             return "multiscale"
         protocol = cfg.TEST.FACE.PROTOCOL if protocol is None else protocol
-        if protocol not in SIZE_PROTOCOLS:
-            raise ValueError(
-                f"unknown test-size protocol {protocol!r} (TEST.FACE.PROTOCOL or protocol=): "
-                f"expected one of {SIZE_PROTOCOLS}"
-            )
-        return protocol
+        return check_size_protocol(protocol, "TEST.FACE.PROTOCOL or protocol=")
 
     @staticmethod
     def _build_model(cfg, config_file):
@@ -196,42 +182,23 @@ class FaceDetector:
 
     def _build_runner(self, onnx_file, calibration):
         """The exported graph (given, or exported now) in the chosen runtime and precision."""
-        runner_class = {
-            "onnxruntime": runtimes.OnnxRuntimeRunner,
-            "openvino": runtimes.OpenVINORunner,
-        }[self.backend]
-        device = self.cfg.MODEL.DEVICE
-        with tempfile.TemporaryDirectory(prefix="ainnoface_export_") as tmp:
-            path = onnx_file
-            if path is None:
-                path = export_onnx(self.network, os.path.join(tmp, "model.onnx"))
-            else:
-                runtimes.check_model_file(path)
-            if self.precision == "int8" and not runtimes.is_quantized(path):
-                batches = [self.to_batch([im])[0] for im in self.calibration_images(calibration)]
-                path = runtimes.quantize_onnx(path, os.path.join(tmp, "model_int8.onnx"), batches)
-            return runner_class(path, self.precision, device)
+
+        def calibration_batches():
+            return [self.to_batch([im])[0] for im in self.calibration_images(calibration)]
+
+        return build_runner(
+            self.backend,
+            self.precision,
+            self.cfg.MODEL.DEVICE,
+            model=self.network,
+            onnx_file=onnx_file,
+            calibration_batches=calibration_batches,
+        )
 
     def calibration_images(self, calibration=None, count=64):
-        """int8 calibration images (BGR arrays): ``calibration`` itself when it is a list, else
-        ``count`` images spread evenly over the dataset it names (default: ``DATASETS.TRAIN[0]``),
-        so that every kind of image in it is seen (a dataset's first images are often one event:
-        on the quickstart model, its first 16 moved the int8 val AP by +4.2 / +1.7 / +1.0,
-        64 spread over the split by -0.3 / -0.2 / -0.3)."""
-        if calibration is None or isinstance(calibration, str):
-            from detectron2.data import DatasetCatalog
-
-            name = calibration or (self.cfg.DATASETS.TRAIN[0] if self.cfg.DATASETS.TRAIN else "")
-            if name not in DatasetCatalog:
-                raise ValueError(
-                    f"int8 calibration: dataset {name!r} is not registered; pass calibration="
-                    "a list of images or a registered dataset name"
-                )
-            dicts = DatasetCatalog.get(name)
-            picks = np.unique(np.linspace(0, len(dicts) - 1, min(count, len(dicts))).round())
-            files = [dicts[int(i)]["file_name"] for i in picks]
-            calibration = [read_image(f, format="BGR") for f in files]
-        return list(calibration)
+        """int8 calibration images (BGR arrays): see
+        :func:`ainnoface_d2.export.runner.calibration_images`."""
+        return calibration_images(self.cfg, calibration, count)
 
     def __call__(self, image: np.ndarray, format: str = "BGR") -> dict:
         """Faces in one image.

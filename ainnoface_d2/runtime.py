@@ -1,4 +1,9 @@
-"""CPU runtime setting: keep freed memory in the process instead of returning it to the OS.
+"""CPU runtime: whether the CPU runs bf16 natively, and an allocator setting that keeps freed
+memory in the process instead of returning it to the OS.
+
+:func:`cpu_bf16_native` is the one bf16 capability check: the trainer's bf16 autocast and the
+``"auto"`` precision of :class:`ainnoface_d2.FaceDetector` ask it, each for the runtime that will
+run the bf16 kernels (PyTorch's, or OpenVINO's).
 
 PyTorch's CPU tensors come from the C library's ``malloc``. glibc gives memory at the top of its
 heap back to the OS once more than its trim threshold (by default about twice the largest block
@@ -24,7 +29,7 @@ import logging
 import os
 import platform
 
-__all__ = ["tune_cpu_allocator"]
+__all__ = ["cpu_bf16_native", "tune_cpu_allocator"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +40,25 @@ TRIM_THRESHOLD = 1 << 30
 MMAP_THRESHOLD = 32 << 20  # glibc's upper limit for M_MMAP_THRESHOLD on 64-bit systems
 
 _applied = None
+
+
+def cpu_bf16_native(backend="torch") -> bool:
+    """Whether this CPU runs bf16 natively (AVX-512-BF16 or AMX) for ``backend``'s kernels:
+    ``"torch"`` as ``torch.cpu`` reports it, ``"openvino"`` as OpenVINO's
+    ``OPTIMIZATION_CAPABILITIES`` do (False without OpenVINO), ``"onnxruntime"``: False (its CPU
+    provider has no bf16 route). Elsewhere bf16 is emulated and slower than fp32."""
+    if backend == "openvino":
+        try:
+            import openvino as ov
+        except ImportError:
+            return False
+        return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    if backend != "torch":
+        return False
+    import torch
+
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def tune_cpu_allocator(trim_threshold=TRIM_THRESHOLD, mmap_threshold=MMAP_THRESHOLD):

@@ -41,3 +41,37 @@ def test_tuned_allocator_reuses_freed_memory():
         out[setting] = (applied, int(faults))
     assert out["1"][0] == "True" and out["0"][0] == "False"
     assert out["1"][1] < 100, out
+
+
+def _fake_cpu(monkeypatch, torch_bf16, openvino_bf16):
+    """A CPU whose bf16 support torch and OpenVINO report as given."""
+    import types
+
+    import torch
+
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda: torch_bf16, raising=False)
+    caps = ["FP32", "BF16"] if openvino_bf16 else ["FP32"]
+    core = types.SimpleNamespace(get_property=lambda device, key: caps)
+    monkeypatch.setitem(sys.modules, "openvino", types.SimpleNamespace(Core=lambda: core))
+
+
+@pytest.mark.parametrize("torch_bf16,openvino_bf16", [(True, False), (False, True)])
+def test_bf16_check_asks_the_runtime_that_runs_the_kernels(monkeypatch, torch_bf16, openvino_bf16):
+    from ainnoface_d2.export.runtimes import resolve_precision
+    from ainnoface_d2.runtime import cpu_bf16_native
+
+    _fake_cpu(monkeypatch, torch_bf16, openvino_bf16)
+    assert cpu_bf16_native("torch") is torch_bf16
+    assert cpu_bf16_native("openvino") is openvino_bf16
+    assert cpu_bf16_native("onnxruntime") is False
+    assert resolve_precision("torch", "auto") == ("bf16" if torch_bf16 else "fp32")
+    assert resolve_precision("openvino", "auto") == ("bf16" if openvino_bf16 else "fp32")
+    assert resolve_precision("onnxruntime", "auto") == "fp32"
+
+
+def test_bf16_check_without_openvino(monkeypatch):
+    from ainnoface_d2.runtime import cpu_bf16_native
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino raises ImportError
+    assert cpu_bf16_native("openvino") is False

@@ -40,6 +40,7 @@ import ainnoface_d2  # noqa: F401  (compat shims, registries)
 from ainnoface_d2 import FaceDetector
 from ainnoface_d2.export import runtimes
 from ainnoface_d2.export.graph import export_onnx
+from ainnoface_d2.runtime import cpu_bf16_native
 
 import numpy as np
 import torch
@@ -269,8 +270,8 @@ def print_table(rows, args):
     print(
         f"\n{args.device}, {args.threads} CPU threads, batch 1 @ {w}x{h} (latency) and batch "
         f"{args.batch}"
-        f" (throughput); torch {torch.__version__}; bf16 natively: "
-        f"{runtimes.cpu_bf16_supported()}"
+        f" (throughput); torch {torch.__version__}; bf16 natively: torch "
+        f"{cpu_bf16_native('torch')}, OpenVINO {cpu_bf16_native('openvino')}"
     )
     head = [
         "config",

@@ -29,9 +29,9 @@ import time
 from pathlib import Path
 
 import ainnoface_d2
-from ainnoface_d2.evaluation import SIZE_PROTOCOLS
 from ainnoface_d2.predictor import FaceDetector
 from ainnoface_d2.runtime import tune_cpu_allocator
+from ainnoface_d2.size_protocol import add_protocol_arguments
 
 import cv2
 import tqdm
@@ -66,14 +66,7 @@ def get_parser():
     parser.add_argument(
         "--confidence-threshold", type=float, default=0.5, help="minimum score of drawn faces"
     )
-    parser.add_argument(
-        "--tta", action="store_true", help="multi-scale + flip testing (TEST.AUG.FACE.*)"
-    )
-    parser.add_argument(
-        "--protocol",
-        choices=SIZE_PROTOCOLS,
-        help="test-size protocol (default: the config's TEST.FACE.PROTOCOL; --tta: multiscale)",
-    )
+    add_protocol_arguments(parser)
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the config's)")
     parser.add_argument(
         "--backend",

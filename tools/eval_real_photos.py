@@ -27,8 +27,8 @@ from pathlib import Path
 import ainnoface_d2  # noqa: F401  (compat shims before detectron2)
 from ainnoface_d2.data.datasets import datasets_root
 from ainnoface_d2.data.wider_face_format import parse_bbx_gt
-from ainnoface_d2.evaluation import SIZE_PROTOCOLS
 from ainnoface_d2.evaluation.wider_face_protocol import voc_ap
+from ainnoface_d2.size_protocol import add_protocol_arguments
 
 import cv2
 import numpy as np
@@ -130,14 +130,7 @@ def get_parser():
     )
     parser.add_argument("--output", type=Path, default=None, help="metrics and drawings here")
     parser.add_argument("--score-threshold", type=float, default=0.5)
-    parser.add_argument(
-        "--tta", action="store_true", help="multi-scale + flip testing (TEST.AUG.FACE.*)"
-    )
-    parser.add_argument(
-        "--protocol",
-        choices=SIZE_PROTOCOLS,
-        help="test-size protocol (default: the config's TEST.FACE.PROTOCOL; --tta: multiscale)",
-    )
+    add_protocol_arguments(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE")
     return parser
 

@@ -24,12 +24,12 @@ import ainnoface_d2  # noqa: F401  (detectron2 compatibility shims first)
 from ainnoface_d2.evaluation import (
     PROTOCOLS,
     SETTINGS,
-    SIZE_PROTOCOLS,
     evaluate,
     load_eval_ground_truth,
     plot_pr_curves,
     read_submission_dir,
 )
+from ainnoface_d2.size_protocol import SIZE_PROTOCOLS, parse_size_protocol
 
 
 def get_parser():
@@ -49,7 +49,8 @@ def get_parser():
     )
     parser.add_argument(
         "--size-protocol",
-        choices=SIZE_PROTOCOLS,
+        type=parse_size_protocol,
+        metavar="{" + ",".join(SIZE_PROTOCOLS) + "}",
         help="the test-size protocol the predictions were made under, printed beside the APs "
         "(a label: this tool cannot tell)",
     )

@@ -12,12 +12,12 @@ Everything is stock Detectron2 (DefaultTrainer, checkpointer, hooks, launch) exc
 evaluator (official WIDER FACE protocol) and the labelled test-size protocols.
 """
 
-import argparse
 import sys
 
 import ainnoface_d2  # noqa: F401  (compat shims + registration; must precede detectron2 imports)
 from ainnoface_d2 import get_ainnoface_cfg
-from ainnoface_d2.engine import SIZE_PROTOCOLS, Trainer, check_weights, load_for_eval, setup
+from ainnoface_d2.engine import Trainer, check_weights, load_for_eval, setup
+from ainnoface_d2.size_protocol import SIZE_PROTOCOLS, parse_size_protocols
 
 import detectron2.utils.comm as comm
 from detectron2.engine import default_argument_parser, launch
@@ -37,21 +37,11 @@ def main(args):
     return trainer.train()
 
 
-def _protocol_list(text):
-    names = [n for n in text.split(",") if n]
-    unknown = [n for n in names if n not in SIZE_PROTOCOLS]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(
-            f"expected a comma-separated list of {', '.join(SIZE_PROTOCOLS)}, got {text!r}"
-        )
-    return names
-
-
 def get_parser():
     parser = default_argument_parser()
     parser.add_argument(
         "--size-protocols",
-        type=_protocol_list,
+        type=parse_size_protocols,
         metavar="P[,P...]",
         help=f"test-size protocols to evaluate, from {','.join(SIZE_PROTOCOLS)}, each labelled "
         "in the results (sets TEST.FACE.SIZE_PROTOCOLS; default: the config's)",

@@ -3,13 +3,7 @@ Detectron2 evaluator (:mod:`.wider_face_evaluation`). The ground truth is read b
 :func:`ainnoface_d2.data.wider_face_format.load_eval_ground_truth`, re-exported here."""
 
 from ..data.wider_face_format import SETTINGS, WiderImageGT, load_eval_ground_truth
-from .wider_face_evaluation import (
-    SIZE_PROTOCOLS,
-    VGA_LONG_SIDE,
-    VGA_SHORT_SIDE,
-    WiderFaceEvaluator,
-    gt_from_dataset_dicts,
-)
+from .wider_face_evaluation import WiderFaceEvaluator, gt_from_dataset_dicts
 from .wider_face_protocol import (
     PROTOCOLS,
     evaluate,
@@ -23,9 +17,6 @@ from .wider_face_protocol import (
 __all__ = [
     "PROTOCOLS",
     "SETTINGS",
-    "SIZE_PROTOCOLS",
-    "VGA_LONG_SIDE",
-    "VGA_SHORT_SIDE",
     "WiderFaceEvaluator",
     "WiderImageGT",
     "evaluate",

@@ -5,7 +5,7 @@ dataset dicts (the converter writes ``wider_index`` / ``wider_bbox`` / ``wider_{
 on every annotation, from :func:`ainnoface_d2.data.wider_face_format.load_eval_ground_truth`) and
 scores them with :mod:`ainnoface_d2.evaluation.wider_face_protocol`. Every AP it reports carries two
 labels: the *test-size protocol* the detections were made under (``original``, ``vga``,
-``multiscale``, ``pyramid``; see :mod:`ainnoface_d2.engine`) and the *scoring protocol*
+``multiscale``, ``pyramid``; see :mod:`ainnoface_d2.size_protocol`) and the *scoring protocol*
 (``matlab``, the official tool, or ``python``, the popular port).
 """
 
@@ -22,22 +22,15 @@ from detectron2.utils import comm
 from tabulate import tabulate
 
 from ..data.wider_face_format import SETTINGS, WiderImageGT, image_key
+from ..size_protocol import SIZE_PROTOCOLS
 from .wider_face_protocol import PROTOCOLS, evaluate, plot_pr_curves, write_submission_dir
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "SIZE_PROTOCOLS",
-    "VGA_LONG_SIDE",
-    "VGA_SHORT_SIDE",
     "WiderFaceEvaluator",
     "gt_from_dataset_dicts",
 ]
-
-# The test-size protocols an AP can be labelled with (run by ainnoface_d2.engine).
-SIZE_PROTOCOLS = ("original", "vga", "multiscale", "pyramid")
-# "vga": the image fits 640x480 in its own orientation (shorter side 480, longer at most 640).
-VGA_SHORT_SIDE, VGA_LONG_SIDE = 480, 640
 
 
 def gt_from_dataset_dicts(dataset_dicts, dataset_name="<dataset>", settings=SETTINGS):

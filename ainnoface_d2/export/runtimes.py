@@ -13,9 +13,10 @@ Precision routes (``precision=``):
   training images (:func:`quantize_onnx`); run by ONNX Runtime or OpenVINO.
 * ``"fp16"``: GPU only: ONNX Runtime's TensorRT execution provider (``trt_fp16_enable``) or
   PyTorch CUDA autocast.
-* ``"auto"``: bf16 where the runtime reports bf16 support (OpenVINO's ``OPTIMIZATION_CAPABILITIES``
-  lists ``BF16`` on CPUs with AVX-512-BF16 or AMX), fp16 on a GPU, else fp32. int8 needs
-  calibration images and is never picked automatically.
+* ``"auto"``: bf16 where the backend runs bf16 natively on this CPU
+  (:func:`ainnoface_d2.runtime.cpu_bf16_native`: ``torch.cpu`` for PyTorch, OpenVINO's
+  ``OPTIMIZATION_CAPABILITIES`` for OpenVINO), fp16 on a GPU, else fp32. int8 needs calibration
+  images and is never picked automatically.
 """
 
 import logging
@@ -24,13 +25,14 @@ import tempfile
 
 import numpy as np
 
+from ..runtime import cpu_bf16_native
+
 __all__ = [
     "BACKENDS",
     "PRECISIONS",
     "OnnxRuntimeRunner",
     "OpenVINORunner",
     "check_model_file",
-    "cpu_bf16_supported",
     "is_quantized",
     "pad_batch",
     "quantize_onnx",
@@ -63,16 +65,6 @@ def _require(module):
         ) from e
 
 
-def cpu_bf16_supported():
-    """Whether the CPU runs bf16 natively, as OpenVINO reports it (False without OpenVINO)."""
-    try:
-        import openvino as ov
-    except ImportError:
-        return False
-    caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    return "BF16" in caps
-
-
 def resolve_precision(backend, precision, device="cpu"):
     """Check a (backend, precision, device) route and resolve ``"auto"``; returns the precision."""
     if backend not in BACKENDS:
@@ -89,7 +81,7 @@ def resolve_precision(backend, precision, device="cpu"):
         if kind == "cuda":
             precision = "fp16"
         else:
-            precision = "bf16" if "bf16" in routes and cpu_bf16_supported() else "fp32"
+            precision = "bf16" if "bf16" in routes and cpu_bf16_native(backend) else "fp32"
         logger.info("precision auto -> %s (%s on %s)", precision, backend, device)
     if precision not in routes:
         raise ValueError(

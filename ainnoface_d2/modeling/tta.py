@@ -446,18 +446,6 @@ class AInnoFaceWithTTA(nn.Module):
             "anchor_sizes": cfg.MODEL.ANCHOR_GENERATOR.SIZES,
         }
 
-    @classmethod
-    def for_protocol(cls, cfg, model, protocol):
-        """``model`` as the test-size ``protocol`` of ``cfg`` runs it: wrapped with SRN's copies
-        (``multiscale``) or the pyramid's (``pyramid``, ``TEST.FACE.PYRAMID``); the one-pass
-        protocols (``original``, ``vga``: their resize is the caller's) return it as it is."""
-        if protocol == "multiscale":
-            return cls(cfg, model)
-        if protocol == "pyramid":
-            p = cfg.TEST.FACE.PYRAMID
-            return cls(cfg, model, pyramid=(tuple(p.BASE_SIZE), p.STEP, p.MIN_FACE))
-        return model
-
     def copies(self, height: int, width: int) -> List[TTACopy]:
         """The augmented copies run for an image of this size."""
         if self.pyramid is not None:
