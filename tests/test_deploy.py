@@ -188,20 +188,19 @@ def test_torchscript_loads_without_the_package(trained):
 
 def test_export_tool_writes_both_formats_and_metadata(trained, tmp_path):
     tool = load_script("tools/export_model.py", "export_tool")
+    out = tmp_path / "exported"  # both formats into one folder: each keeps its own metadata
     for fmt, name in (("onnx", "model.onnx"), ("torchscript", "model.ts")):
-        out = tmp_path / fmt
         argv = ["--config-file", SMALL_CONFIG, "--format", fmt, "--output", str(out)]
         argv += ["--input-dtype", "uint8", *OPTS, "MODEL.WEIGHTS", trained["weights"]]
         assert tool.main(argv) == 0
-        meta = json.loads((out / "model.json").read_text())
+        meta = json.loads((out / f"{name}.json").read_text())
         assert meta["file"] == name and meta["input_dtype"] == "uint8"
         assert meta["input_format"] == "RGB" and meta["max_detections"] == 300
+    assert json.loads((out / "model.onnx.json").read_text())["format"] == "onnx"
     # The uint8 graph gives the fp32 model's detections on an integer-valued image.
     image = trained["images"][0]
     x = image[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.uint8)
-    got = _graph_out(
-        ort.InferenceSession(str(tmp_path / "onnx/model.onnx")).run(None, {"images": x})
-    )
+    got = _graph_out(ort.InferenceSession(str(out / "model.onnx")).run(None, {"images": x}))
     ious, diffs = _match(_eager(trained["model"], image), got, 0.3, 0.99)
     assert len(ious) > 0 and (ious >= 0.99).all() and (diffs <= 1e-3).all()
 

@@ -1,25 +1,35 @@
 #!/usr/bin/env python
-"""Benchmark AInnoFace side by side with Detectron2's stock RetinaNet, in one process and run.
+"""Benchmarks of the model's tasks, one subcommand each (deployment routes: benchmark_deploy.py).
 
-In the shape of Detectron2's ``tools/benchmark.py``: one measuring function per task
-(``--task``, comma-separated), each returning rows of one table printed with ``tabulate``.
+* ``model`` (the default when no subcommand is named): AInnoFace side by side with Detectron2's
+  stock RetinaNet, in one process and run, in the shape of Detectron2's ``tools/benchmark.py``:
+  one measuring function per task (``--task``, comma-separated), each returning rows of one
+  table printed with ``tabulate``.
 
-* ``train``: training images/s and peak memory, fp32 and mixed precision. One step is what
-  ``SimpleTrainer`` / ``AMPTrainer`` do: loss dict -> sum -> backward -> SGD step (Detectron2's
-  ``build_optimizer``; ``torch.autocast`` + ``GradScaler`` for AMP). Random images, 12 random
-  boxes each.
-* ``infer``: inference latency at batch 1 and throughput at ``--infer-batch``, fp32 and AMP, of
-  the whole model (preprocessing, backbone, heads, decoding, NMS), at every ``--infer-size`` and,
-  with ``--topk``, at every per-level candidate cap (``MODEL.AINNOFACE.TOPK_CANDIDATES_TEST``;
-  the stock model's ``MODEL.RETINANET.TOPK_CANDIDATES_TEST``). Random weights score no anchor
-  like a face: ``--score-thresh 0`` (and ``MODEL.AINNOFACE.STC_NEG_THRESH 1.0``, STC dropping
-  nothing) makes every level hand its full cap to NMS, as on a crowded image at worst.
-* ``flops``: fvcore's operation count of backbone + head at VGA (640x480) and at each
-  ``--infer-size``; it does not depend on the machine's load.
+  - ``train``: training images/s and peak memory, fp32 and mixed precision. One step is what
+    ``SimpleTrainer`` / ``AMPTrainer`` do: loss dict -> sum -> backward -> SGD step
+    (Detectron2's ``build_optimizer``; ``torch.autocast`` + ``GradScaler`` for AMP). Random
+    images, 12 random boxes each.
+  - ``infer``: inference latency at batch 1 and throughput at ``--infer-batch``, fp32 and AMP, of
+    the whole model (preprocessing, backbone, heads, decoding, NMS), at every ``--infer-size``
+    and, with ``--topk``, at every per-level candidate cap
+    (``MODEL.AINNOFACE.TOPK_CANDIDATES_TEST``; the stock model's
+    ``MODEL.RETINANET.TOPK_CANDIDATES_TEST``). Random weights score no anchor like a face:
+    ``--score-thresh 0`` (and ``MODEL.AINNOFACE.STC_NEG_THRESH 1.0``, STC dropping nothing) makes
+    every level hand its full cap to NMS, as on a crowded image at worst.
+  - ``flops``: fvcore's operation count of backbone + head at VGA (640x480) and at each
+    ``--infer-size`` (:func:`ainnoface_d2.analysis.count_flops`); it does not depend on the
+    machine's load.
 
-The data mapper and the evaluator are timed by their own tools (``tools/benchmark_mapper.py``,
-``tools/benchmark_evaluator.py``); mixed-precision training stability is a test
-(``tests/test_amp.py``, CUDA only).
+* ``topk``: the cost of the per-level candidate cap at inference, on fixed synthetic head
+  outputs (the number of candidates controlled).
+* ``mapper``: the training data mapper's images/s on one CPU core.
+* ``evaluator``: the WIDER FACE evaluation on the full official val ground truth.
+* ``train-step``: the training step of ``tools/train_net.py`` as it runs (Trainer, data loader,
+  hooks) per memory format and number of loader workers; it writes under the config's
+  ``OUTPUT_DIR``.
+
+Mixed-precision training stability is a test (``tests/test_amp.py``, CUDA only).
 
 The stock model is RetinaNet with ``build_retinanet_resnet_fpn_backbone`` over res2-res5 (FPN
 P2-P5 + P6/P7 from res5), head on P2-P7, anchors ``{16..512} x 2^{0,1/3,2/3}`` with aspect ratio
@@ -32,13 +42,18 @@ top-k candidate, the worst case).
 Examples::
 
     python tools/benchmark.py                                 # GPU: R152 vs stock, bs8 @ 1024
-    python tools/benchmark.py --config-file configs/ainnoface_R50.yaml --device cpu \\
+    python tools/benchmark.py model --config-file configs/ainnoface_R50.yaml --device cpu \\
         --threads 2 --task infer --infer-size 640x480 --infer-batch 0 --amp off
-    python tools/benchmark.py --config-file configs/ainnoface_R50.yaml --device cpu --task flops
+    python tools/benchmark.py model --config-file configs/ainnoface_R50.yaml --device cpu \\
+        --task flops
     # the per-level candidate cap at max sides 1024 and 2100, every cap full (worst case)
-    python tools/benchmark.py --config-file configs/ainnoface_R50.yaml --device cpu \\
+    python tools/benchmark.py model --config-file configs/ainnoface_R50.yaml --device cpu \\
         --task infer --model-order ainnoface --infer-size 1024x1024,2100x1575 --topk 1000,6000 \\
         --score-thresh 0 --infer-batch 0 --amp off MODEL.AINNOFACE.STC_NEG_THRESH 1.0
+    python tools/benchmark.py topk --config-file configs/ainnoface_R50.yaml
+    python tools/benchmark.py mapper --iters 200 [--dataset wider_face_train]
+    python tools/benchmark.py evaluator --gt datasets/wider_face/eval_tools/ground_truth
+    python tools/benchmark.py train-step --iters 150 --repeats 2
 """
 
 import argparse
@@ -48,19 +63,26 @@ import logging
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 
 import ainnoface_d2  # noqa: F401  (compat shims + registration; must precede detectron2 imports)
 from ainnoface_d2 import get_ainnoface_cfg
+from ainnoface_d2.analysis import count_flops, parse_sizes, stock_retinanet_cfg
+from ainnoface_d2.data import FaceDatasetMapper
+from ainnoface_d2.evaluation import PROTOCOLS, SETTINGS, evaluate, load_eval_ground_truth
 from ainnoface_d2.runtime import tune_cpu_allocator
 
+import cv2
+import numpy as np
 import torch
-from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 from detectron2.solver import build_optimizer
-from detectron2.structures import Boxes, Instances
+from detectron2.structures import Boxes, BoxMode, ImageList, Instances
 from detectron2.utils.events import EventStorage
 from tabulate import tabulate
 
@@ -99,35 +121,6 @@ def ainnoface_cfg(args):
     return cfg
 
 
-def stock_retinanet_cfg(face_cfg, args):
-    """Stock RetinaNet P2-P7 as ``bench_stock_retinanet.make_cfg(p2=True)``, same ResNet."""
-    cfg = get_cfg()
-    cfg.MODEL.META_ARCHITECTURE = "RetinaNet"
-    cfg.MODEL.BACKBONE.NAME = "build_retinanet_resnet_fpn_backbone"
-    for key in ("DEPTH", "RES2_OUT_CHANNELS", "STRIDE_IN_1X1", "NORM", "WIDTH_PER_GROUP"):
-        cfg.MODEL.RESNETS[key] = face_cfg.MODEL.RESNETS[key]
-    cfg.MODEL.BACKBONE.FREEZE_AT = face_cfg.MODEL.BACKBONE.FREEZE_AT
-    cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
-    cfg.MODEL.FPN.IN_FEATURES = list(cfg.MODEL.RESNETS.OUT_FEATURES)
-    cfg.MODEL.FPN.OUT_CHANNELS = face_cfg.MODEL.FPN.OUT_CHANNELS
-    cfg.MODEL.RETINANET.IN_FEATURES = ["p2", "p3", "p4", "p5", "p6", "p7"]
-    n = args.stock_anchors
-    cfg.MODEL.ANCHOR_GENERATOR.SIZES = [
-        [s * 2 ** (k / n) for k in range(n)] for s in (16, 32, 64, 128, 256, 512)
-    ]
-    cfg.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS = [[1.25]]
-    cfg.MODEL.RETINANET.NUM_CLASSES = 1
-    if args.score_thresh is not None:
-        cfg.MODEL.RETINANET.SCORE_THRESH_TEST = args.score_thresh
-    cfg.MODEL.PIXEL_MEAN = list(face_cfg.MODEL.PIXEL_MEAN)
-    cfg.MODEL.PIXEL_STD = list(face_cfg.MODEL.PIXEL_STD)
-    cfg.INPUT.FORMAT = face_cfg.INPUT.FORMAT
-    cfg.SOLVER = face_cfg.SOLVER.clone()
-    cfg.MODEL.DEVICE = args.device
-    cfg.freeze()
-    return cfg
-
-
 def random_batch(n, height, width, with_gt, seed=0):
     """Random images with 12 random boxes each: the reference script's recipe at 1024x1024
     (corners in [0, size-200), sides 8-188 px), scaled with the image for other sizes."""
@@ -147,11 +140,6 @@ def random_batch(n, height, width, with_gt, seed=0):
             d["instances"] = inst
         out.append(d)
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Timing
-# ---------------------------------------------------------------------------------------------
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,51 +196,6 @@ def _amp_modes(args, device):
         logger.info("AMP figures need CUDA; measuring fp32 only on %s.", device)
         modes = [False]
     return modes
-
-
-class _DenseNet(torch.nn.Module):
-    """Backbone + head of a Detectron2 dense detector, on a preprocessed image tensor."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.backbone, self.head = model.backbone, model.head
-        self.in_features = list(model.head_in_features)
-
-    def forward(self, images):
-        features = self.backbone(images)
-        return self.head([features[f] for f in self.in_features])
-
-
-def _batched_matmul_flops(inputs, outputs):
-    """fvcore handle for ``baddbmm(input, batch1, batch2)``: the multiply-adds of the product."""
-    from fvcore.nn.jit_handles import get_shape
-
-    b, n, k = get_shape(inputs[1])
-    return b * n * k * get_shape(inputs[2])[-1]
-
-
-def count_flops(model, w, h):
-    """fvcore's count (GFLOPs, one multiply-add = one flop; element-wise ops are not counted) of
-    backbone + head on a ``w`` x ``h`` image after the model's own padding.
-
-    Traced with autograd on: the model then takes the convolutions every device runs (its CPU
-    inference paths call NNPACK, which fvcore cannot count)."""
-    from fvcore.nn import FlopCountAnalysis
-
-    images = model.preprocess_image(random_batch(1, h, w, with_gt=False)).tensor
-    model.eval()
-    with torch.enable_grad():
-        flops = FlopCountAnalysis(_DenseNet(model), images)
-        flops.set_op_handle("aten::baddbmm", _batched_matmul_flops)
-        flops.unsupported_ops_warnings(False)
-        flops.uncalled_modules_warnings(False)
-        by_module = flops.by_module()
-        return {
-            "total": flops.total() / 1e9,
-            "backbone": by_module["backbone"] / 1e9,
-            "head": by_module["head"] / 1e9,
-            "padded_input": "x".join(str(v) for v in images.shape[-2:][::-1]),
-        }
 
 
 def measure_train(models, args, device):
@@ -380,7 +323,8 @@ def run_tasks(args, device):
     """Every task of ``args.what`` on both models: in turns within one run (``--interleave``), or
     one model at a time, so that each peak-memory figure is its own. Returns the rows."""
     face_cfg = ainnoface_cfg(args)
-    cfgs = {"ainnoface": face_cfg, "stock": stock_retinanet_cfg(face_cfg, args)}
+    stock = stock_retinanet_cfg(face_cfg, args.stock_anchors, args.score_thresh)
+    cfgs = {"ainnoface": face_cfg, "stock": stock}
 
     def build(name):
         torch.manual_seed(0)
@@ -425,19 +369,6 @@ def format_table(rows):
         table.append([row.label, _fmt(a), _fmt(s), _fmt(ratio, 3), _fmt(row.paired, 3)])
     headers = ["figure", "AInnoFace", "stock RetinaNet", "AInnoFace / stock", "paired"]
     return tabulate(table, headers=headers, tablefmt="pipe", disable_numparse=True)
-
-
-def parse_size(text):
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
-    return w, h
-
-
-def parse_sizes(text):
-    """``WxH[,WxH...]`` as a list of (w, h)."""
-    return [parse_size(t) for t in text.split(",") if t.strip()]
 
 
 def parse_ints(text):
@@ -558,7 +489,8 @@ def _header(args, device):
     )
 
 
-def main(argv=None):
+def run_model(argv=None):
+    """The ``model`` subcommand: AInnoFace and stock RetinaNet, one table; returns the rows."""
     args = _resolve_args(get_parser().parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("fvcore").setLevel(logging.WARNING)
@@ -583,6 +515,321 @@ def main(argv=None):
     return rows
 
 
+# ---------------------------------------------------------------------------------------------
+# topk: the per-level candidate cap on fixed synthetic head outputs
+# ---------------------------------------------------------------------------------------------
+def topk_head_outputs(model, height, width, logit_mean, generator):
+    """Features (only their sizes matter) and raw head outputs for one image: step-2 face logits
+    from N(``logit_mean``, 2) (-3: about half of the anchors above the 0.05 score threshold, a
+    crowded image; -7: about 2 %), step-1 logits 0 (STC filters nothing), deltas N(0, 0.1)."""
+    shapes = [(-(-height // 2 ** (i + 2)), -(-width // 2 ** (i + 2))) for i in range(6)]
+    anchors = model.head.num_anchors
+
+    def randn(channels, shape, scale, shift=0.0):
+        return torch.randn(1, channels, *shape, generator=generator) * scale + shift
+
+    step1_logits = [torch.zeros(1, anchors, *shapes[i]) for i in model.stc_levels]
+    step2_logits = [randn(anchors, s, 2.0, logit_mean) for s in shapes]
+    step1_deltas = [randn(4 * anchors, shapes[i], 0.1) for i in model.str_levels]
+    step2_deltas = [randn(4 * anchors, s, 0.1) for s in shapes]
+    features = [torch.zeros(1, 1, *s) for s in shapes] * 2
+    return features, (step1_logits, step2_logits, step1_deltas, step2_deltas)
+
+
+def time_topk(model, height, width, logit_mean, reps):
+    """Median ms of ``forward_inference`` (threshold, top-k, decoding, NMS) and the detections."""
+    features, predictions = topk_head_outputs(
+        model, height, width, logit_mean, torch.Generator().manual_seed(0)
+    )
+    images = ImageList(torch.zeros(1, 3, height, width), [(height, width)])
+    times = []
+    with torch.no_grad():
+        for _ in range(reps + 1):  # the first call is not timed
+            start = time.perf_counter()
+            out = model.forward_inference(images, features, predictions)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times[1:]) * 1000, len(out[0])
+
+
+def run_topk(argv=None):
+    """The ``topk`` subcommand: ``MODEL.AINNOFACE.TOPK_CANDIDATES_TEST``'s cost at inference. The
+    backbone and head are not run (their cost does not depend on the cap)."""
+    p = argparse.ArgumentParser(prog="benchmark.py topk", description=run_topk.__doc__)
+    p.add_argument("--config-file", default=os.path.join(REPO, "configs", "ainnoface_R50.yaml"))
+    p.add_argument("--sizes", type=parse_sizes, default=[(1024, 1024), (2100, 1575)])
+    p.add_argument("--topk", type=parse_ints, default=[1000, 6000])
+    p.add_argument("--logit-mean", nargs="+", type=float, default=[-3.0, -7.0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--reps", type=int, default=5)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    # A ResNet-18 trunk builds faster; forward_inference does not depend on it.
+    opts = ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "MODEL.RESNETS.DEPTH", "18"]
+    opts += ["MODEL.RESNETS.RES2_OUT_CHANNELS", "64"]
+    print("| size | candidates | TOPK | median ms | detections |")
+    print("|---|---|---|---|---|")
+    for topk in args.topk:
+        cap = ["MODEL.AINNOFACE.TOPK_CANDIDATES_TEST", str(topk)]
+        model = build_model(get_ainnoface_cfg(args.config_file, opts + cap)).eval()
+        for width, height in args.sizes:
+            for mean in args.logit_mean:
+                ms, n = time_topk(model, height, width, mean, args.reps)
+                size = f"{width}x{height}"
+                print(f"| {size} | logits N({mean:g}, 2) | {topk} | {ms:.0f} | {n} |", flush=True)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# mapper: the training data mapper on one CPU core
+# ---------------------------------------------------------------------------------------------
+def synthetic_dataset(out_dir, num_images, seed=0):
+    """WIDER-like JPEGs (1024 wide, 600-800 high, textured, 6-18 face-like ellipses of
+    log-uniform size 8-300 px) written to ``out_dir``; returns dataset dicts (bbox XYWH_ABS)."""
+    rng = np.random.default_rng(seed)
+    dicts = []
+    for idx in range(num_images):
+        w, h = 1024, int(rng.integers(600, 801))
+        # Smooth background plus noise, so that JPEG decoding costs about what a photo costs.
+        low = rng.integers(0, 256, size=(h // 32 + 1, w // 32 + 1, 3)).astype(np.uint8)
+        img = cv2.resize(low, (w, h), interpolation=cv2.INTER_CUBIC)
+        img = cv2.add(img, rng.integers(0, 24, size=(h, w, 3)).astype(np.uint8))
+        annos = []
+        for _ in range(int(rng.integers(6, 19))):
+            side = float(np.exp(rng.uniform(np.log(8), np.log(300))))
+            bw, bh = side, side * 1.25
+            if bw >= w - 2 or bh >= h - 2:
+                continue
+            x0, y0 = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
+            centre = (int(x0 + bw / 2), int(y0 + bh / 2))
+            colour = tuple(int(c) for c in rng.integers(60, 230, size=3))
+            cv2.ellipse(img, centre, (int(bw / 2), int(bh / 2)), 0, 0, 360, colour, -1)
+            box = {"bbox": [x0, y0, bw, bh], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0}
+            annos.append({**box, "iscrowd": 0})
+        path = os.path.join(out_dir, f"{idx:04d}.jpg")
+        cv2.imwrite(path, img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        dicts.append(
+            {"file_name": path, "image_id": idx, "height": h, "width": w, "annotations": annos}
+        )
+    return dicts
+
+
+def time_mapper(mapper, dicts, iters, warmup):
+    """Seconds of decoding and of augmentation + tensor conversion, and the faces kept."""
+    decode = augment = 0.0
+    n_faces = 0
+    for i in range(warmup + iters):
+        d = dicts[i % len(dicts)]
+        t0 = time.perf_counter()
+        image = mapper.read_image(d)
+        t1 = time.perf_counter()
+        out = mapper.map_image(d, image)
+        t2 = time.perf_counter()
+        if i >= warmup:
+            decode += t1 - t0
+            augment += t2 - t1
+            inst = out["instances"]  # ignore boxes (INPUT.FACE.IGNORE_REGIONS) are not faces
+            n_faces += int((~inst.gt_ignore).sum()) if inst.has("gt_ignore") else len(inst)
+    return decode, augment, n_faces
+
+
+def run_mapper(argv=None):
+    """The ``mapper`` subcommand: :class:`ainnoface_d2.data.FaceDatasetMapper` (full training
+    augmentation) in this one process, OpenCV and torch on one thread: images/s per core, split
+    into decoding and the rest. Training needs images/s/core x loader workers >= the model's
+    training rate. Without ``--dataset``, synthetic WIDER-like JPEGs in a temporary folder."""
+    p = argparse.ArgumentParser(prog="benchmark.py mapper", description=run_mapper.__doc__)
+    p.add_argument("--config-file", default=os.path.join(REPO, "configs", "Base-AInnoFace.yaml"))
+    p.add_argument("--dataset", help="a registered dataset (default: synthetic images)")
+    p.add_argument("--num-images", type=int, default=24, help="synthetic images to write")
+    p.add_argument("--iters", type=int, default=150, help="timed images")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--train-size", type=int, default=1024)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    cfg = get_ainnoface_cfg(args.config_file, args.opts)
+    cfg.INPUT.FACE.TRAIN_SIZE = args.train_size
+    cfg.freeze()
+    mapper = FaceDatasetMapper(cfg, is_train=True)
+    np.random.seed(args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.dataset:
+            dicts = DatasetCatalog.get(args.dataset)
+            source = f"dataset {args.dataset} ({len(dicts)} images)"
+        else:
+            dicts = synthetic_dataset(tmp, args.num_images, args.seed)
+            n = sum(len(d["annotations"]) for d in dicts)
+            source = f"{len(dicts)} synthetic 1024x600-800 JPEGs, {n / len(dicts):.1f} faces each"
+        decode, augment, n_faces = time_mapper(mapper, dicts, args.iters, args.warmup)
+    total = decode + augment
+    print(f"source: {source}; TRAIN_SIZE {args.train_size}; {args.iters} images timed")
+    print(
+        f"per image: decode {1000 * decode / args.iters:.1f} ms, "
+        f"augment+to-tensor {1000 * augment / args.iters:.1f} ms, "
+        f"total {1000 * total / args.iters:.1f} ms"
+    )
+    print(f"targets kept per image: {n_faces / args.iters:.1f}")
+    print(f"throughput: {args.iters / total:.2f} images/s per CPU core")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluator: the WIDER FACE evaluation on the official val ground truth
+# ---------------------------------------------------------------------------------------------
+def synthetic_predictions(gt, per_image, seed=0):
+    """``{(event, name): (N, 5) [x y w h score]}`` per image: each real face, with probability
+    0.9, jittered by ~10 % of its size with a score in [0.3, 1), plus random boxes with scores in
+    [0, 0.6) up to ``per_image`` boxes."""
+    rng = np.random.default_rng(seed)
+    preds = {}
+    for key, g in gt.items():
+        boxes = np.asarray(g.boxes, dtype=np.float64).reshape(-1, 4)
+        real = boxes[(boxes[:, 2] > 0) & (boxes[:, 3] > 0)]
+        real = real[rng.random(len(real)) < 0.9][:per_image]
+        size = real[:, 2:4]
+        xy = real[:, :2] + rng.normal(0, 0.1, size.shape) * size
+        wh = size * rng.uniform(0.9, 1.1, size.shape)
+        tp = np.concatenate([xy, wh, rng.uniform(0.3, 1.0, (len(real), 1))], 1)
+        n_fp = per_image - len(tp)
+        far = boxes[:, :2].max(0) + boxes[:, 2:].max(0) if len(boxes) else np.full(2, 1024.0)
+        xy = rng.uniform(0, 1, (n_fp, 2)) * np.maximum(far, 64)
+        wh = np.exp(rng.uniform(np.log(4), np.log(300), (n_fp, 2)))
+        fp = np.concatenate([xy, wh, rng.uniform(0, 0.6, (n_fp, 1))], 1)
+        preds[key] = np.concatenate([tp, fp], 0)
+    return preds
+
+
+def run_evaluator(argv=None):
+    """The ``evaluator`` subcommand: :func:`ainnoface_d2.evaluation.evaluate` on synthetic
+    predictions for the official val ground truth, under both scoring protocols (median of
+    ``--reps``)."""
+    p = argparse.ArgumentParser(prog="benchmark.py evaluator", description=run_evaluator.__doc__)
+    p.add_argument("--gt", required=True, help="the official eval_tools/ground_truth folder")
+    p.add_argument("--preds", type=int, default=300, help="predictions per image")
+    p.add_argument("--reps", type=int, default=3, help="timed evaluations per protocol")
+    args = p.parse_args(argv)
+    start = time.perf_counter()
+    gt = load_eval_ground_truth(args.gt)
+    load_s = time.perf_counter() - start
+    preds = synthetic_predictions(gt, args.preds)
+    n = sum(len(v) for v in preds.values())
+    print(f"ground truth: {len(gt)} images, loaded in {load_s:.2f} s; {n} predictions")
+    for protocol in PROTOCOLS:
+        times = []
+        for _ in range(args.reps):
+            start = time.perf_counter()
+            res = evaluate(preds, gt, protocol=protocol)
+            times.append(time.perf_counter() - start)
+        aps = " / ".join(f"{100 * res[s]:.2f}" for s in SETTINGS)
+        print(f"{protocol} scoring: {statistics.median(times):.2f} s (AP e/m/h {aps})")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# train-step: tools/train_net.py's step as it runs
+# ---------------------------------------------------------------------------------------------
+def time_train_steps(config_file, memory_format, workers, iters, skip, opts) -> float:
+    """Seconds per step of ``iters`` training steps of the Trainer, after the first ``skip``;
+    its files go to ``<OUTPUT_DIR>/benchmark_train_step``."""
+    from ainnoface_d2.engine import Trainer
+
+    from detectron2.engine import HookBase
+
+    if memory_format == "contiguous":
+        Trainer.build_model = classmethod(lambda cls, cfg: build_model(cfg))
+    cfg = get_ainnoface_cfg(config_file, list(opts))
+    output_dir = os.path.join(cfg.OUTPUT_DIR, "benchmark_train_step")
+    cfg.merge_from_list(["SOLVER.MAX_ITER", iters, "DATALOADER.NUM_WORKERS", workers])
+    cfg.merge_from_list(["DATASETS.TEST", (), "TEST.EVAL_PERIOD", 0, "OUTPUT_DIR", output_dir])
+    cfg.merge_from_list(["SOLVER.CHECKPOINT_PERIOD", 10**9])
+    starts = {}
+
+    class Clock(HookBase):
+        def after_step(self):
+            if self.trainer.iter + 1 == skip:
+                starts["t"] = time.perf_counter()
+
+    trainer = Trainer(cfg)
+    trainer.register_hooks([Clock()])
+    trainer.train()
+    return (time.perf_counter() - starts["t"]) / (iters - skip)
+
+
+def _train_step_parser():
+    p = argparse.ArgumentParser(prog="benchmark.py train-step", description=run_train_step.__doc__)
+    p.add_argument("--config-file", default=os.path.join(REPO, "configs", "ainnoface_R18_cpu.yaml"))
+    p.add_argument("--formats", default="contiguous,channels_last")
+    p.add_argument("--workers", default="1,0", help="DATALOADER.NUM_WORKERS values")
+    p.add_argument("--iters", type=int, default=150)
+    p.add_argument("--skip", type=int, default=10, help="untimed first steps")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--one", nargs=2, metavar=("FORMAT", "WORKERS"), help=argparse.SUPPRESS)
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides (OUTPUT_DIR too)")
+    return p
+
+
+def run_train_step(argv=None):
+    """The ``train-step`` subcommand: each setting (memory format x loader workers) trains
+    ``--iters`` steps of the config from scratch in a fresh process (no evaluation or
+    checkpoints; files under ``<OUTPUT_DIR>/benchmark_train_step``) and reports the mean time per
+    step after ``--skip``; settings alternate over ``--repeats`` rounds, so that a machine whose
+    speed drifts is seen in every setting alike. ``channels_last`` is what
+    ``ainnoface_d2.engine.Trainer`` builds on a CPU, ``contiguous`` Detectron2's plain
+    ``build_model``. The data must exist (``make quickstart`` builds the built-in faces)."""
+    p = _train_step_parser()
+    args = p.parse_args(argv)
+    if args.iters <= args.skip:
+        p.error("--iters must be larger than --skip")
+    if args.one:
+        fmt, workers = args.one
+        sec = time_train_steps(
+            args.config_file, fmt, int(workers), args.iters, args.skip, args.opts
+        )
+        print(json.dumps({"seconds_per_step": sec}))
+        return 0
+    settings = [(f, int(w)) for f in args.formats.split(",") for w in args.workers.split(",")]
+    times = {s: [] for s in settings}
+    for _ in range(args.repeats):
+        for fmt, workers in settings:
+            cmd = [sys.executable, os.path.abspath(__file__), "train-step"]
+            cmd += ["--config-file", args.config_file, "--iters", str(args.iters)]
+            cmd += ["--skip", str(args.skip), "--one", fmt, str(workers), *args.opts]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            step = json.loads(out.strip().splitlines()[-1])["seconds_per_step"]
+            times[(fmt, workers)].append(step)
+    base = sum(times[settings[0]]) / len(times[settings[0]])
+    head = ("memory format", "workers", "ms/step (each round)", "mean", "vs first")
+    print(f"{head[0]:<15} {head[1]:>7} {head[2]:>28} {head[3]:>7} {head[4]:>8}")
+    for (fmt, workers), ts in times.items():
+        mean = sum(ts) / len(ts)
+        each = " ".join(f"{1000 * t:.0f}" for t in ts)
+        print(f"{fmt:<15} {workers:>7} {each:>28} {1000 * mean:>7.0f} {mean / base:>8.2f}")
+    return 0
+
+
+SUBCOMMANDS = {
+    "model": run_model,
+    "topk": run_topk,
+    "mapper": run_mapper,
+    "evaluator": run_evaluator,
+    "train-step": run_train_step,
+}
+
+
+def main(argv=None):
+    """``benchmark.py [SUBCOMMAND] [options]``; without a subcommand, ``model``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]](argv[1:])
+    if argv and argv[0] in ("-h", "--help") and len(argv) == 1:
+        print(__doc__)
+        return 0
+    return run_model(argv)
+
+
 if __name__ == "__main__":
-    main()
-    sys.exit(0)
+    result = main()
+    sys.exit(result if isinstance(result, int) else 0)

@@ -38,13 +38,13 @@ import time
 
 import ainnoface_d2  # noqa: F401  (compat shims, registries)
 from ainnoface_d2 import FaceDetector
+from ainnoface_d2.analysis import count_flops, parse_size, stock_retinanet_cfg
 from ainnoface_d2.export import runtimes
 from ainnoface_d2.export.graph import export_onnx
 from ainnoface_d2.runtime import cpu_bf16_native
 
 import numpy as np
 import torch
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,48 +62,6 @@ ROUTES = [
 ]
 
 GPU_ROUTES = ["torch:fp32", "torch:fp16", "onnxruntime:fp32", "onnxruntime:fp16"]
-
-
-def stock_retinanet(face_cfg):
-    """Detectron2's RetinaNet with the AInnoFace config's ResNet, P2-P7, one class."""
-    cfg = get_cfg()
-    cfg.MODEL.META_ARCHITECTURE = "RetinaNet"
-    cfg.MODEL.BACKBONE.NAME = "build_retinanet_resnet_fpn_backbone"
-    for key in ("DEPTH", "RES2_OUT_CHANNELS", "STRIDE_IN_1X1", "NORM", "WIDTH_PER_GROUP"):
-        cfg.MODEL.RESNETS[key] = face_cfg.MODEL.RESNETS[key]
-    cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
-    cfg.MODEL.FPN.IN_FEATURES = list(cfg.MODEL.RESNETS.OUT_FEATURES)
-    cfg.MODEL.FPN.OUT_CHANNELS = face_cfg.MODEL.FPN.OUT_CHANNELS
-    cfg.MODEL.RETINANET.IN_FEATURES = ["p2", "p3", "p4", "p5", "p6", "p7"]
-    sizes = (16, 32, 64, 128, 256, 512)
-    cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[s * 2 ** (k / 3) for k in range(3)] for s in sizes]
-    cfg.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS = [[1.25]]
-    cfg.MODEL.RETINANET.NUM_CLASSES = 1
-    cfg.MODEL.PIXEL_MEAN = list(face_cfg.MODEL.PIXEL_MEAN)
-    cfg.MODEL.PIXEL_STD = list(face_cfg.MODEL.PIXEL_STD)
-    cfg.MODEL.DEVICE = "cpu"
-    return build_model(cfg).eval()
-
-
-def gmac(model, h, w):
-    """fvcore's multiply-accumulate count of backbone + heads (GMAC) at h x w."""
-    from fvcore.nn import FlopCountAnalysis
-
-    class Dense(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.backbone, self.head = model.backbone, model.head
-
-        def forward(self, x):
-            f = self.backbone(x)
-            return self.head([f[k] for k in model.head_in_features])
-
-    x = model.preprocess_image([{"image": torch.zeros(3, h, w)}]).tensor
-    with torch.no_grad():
-        flops = FlopCountAnalysis(Dense(), x)
-        flops.unsupported_ops_warnings(False)
-        flops.uncalled_modules_warnings(False)
-        return flops.total() / 1e9
 
 
 def torch_route(model, precision, device="cpu"):
@@ -236,7 +194,7 @@ def bench_config(config, weights, args):
     name = os.path.basename(config)
     with tempfile.TemporaryDirectory() as tmp:
         routes = build_routes(detector, args.routes, tmp, calib, args.device)
-        stock = stock_retinanet(detector.cfg).to(args.device)
+        stock = build_model(stock_retinanet_cfg(detector.cfg)).eval().to(args.device)
         routes[("stock RetinaNet", "fp32")] = torch_route(stock, "fp32", args.device)
         reference = routes[("torch", "fp32")](one) if ("torch", "fp32") in routes else None
         for (backend, precision), run in routes.items():
@@ -255,8 +213,8 @@ def bench_config(config, weights, args):
             rows.append(row)
             print(f"  {name} {backend} {precision}: {row['latency_ms']:.0f} ms", file=sys.stderr)
     gmacs = {
-        "AInnoFace": gmac(detector.network.cpu(), h, w),
-        "stock RetinaNet": gmac(stock.cpu(), h, w),
+        "AInnoFace": count_flops(detector.network.cpu(), w, h)["total"],
+        "stock RetinaNet": count_flops(stock.cpu(), w, h)["total"],
     }
     for row in rows:
         row["gmac"] = gmacs[
@@ -306,11 +264,6 @@ def print_table(rows, args):
                 f"{stock / ms if stock else float('nan'):.2f} | {r['images_per_s']:.2f} | "
                 f"{agree} | {ap} |"
             )
-
-
-def parse_size(text):
-    w, h = (int(v) for v in text.lower().split("x"))
-    return w, h
 
 
 def get_parser():

@@ -8,8 +8,9 @@ In the style of Detectron2's ``tools/deploy/export_model.py``::
     python tools/export_model.py --config-file configs/ainnoface_R18_cpu.yaml --format onnx \\
         --int8 --output exported/ MODEL.WEIGHTS output/ainnoface_R18_cpu/model_final.pth
 
-writes ``exported/model.onnx`` (or ``model.ts``) and ``exported/model.json`` (input name, layout,
-dtype and channel order, normalisation, thresholds, maximum detections). The graph
+writes ``exported/model.onnx`` (or ``model.ts``) and its metadata, ``exported/model.onnx.json``
+(or ``model.ts.json``; input name, layout, dtype and channel order, normalisation, thresholds,
+maximum detections). The graph
 (:mod:`ainnoface_d2.export.graph`) takes ``images`` (N, 3, H, W), N/H/W dynamic, and returns
 ``num_detections``, ``detection_boxes``, ``detection_scores``, ``detection_classes``.
 ``--int8`` also writes ``model_int8.onnx``: static int8 quantization calibrated on

@@ -2,10 +2,10 @@
 # GPU check, in one run from the repository root (about 5-8 minutes on an H100/H200):
 #
 #   1. installs the project's Python dependencies from .whl/ if detectron2 is not importable;
-#   2. tools/benchmark.py: AInnoFace R152 vs stock RetinaNet R152 P2-P7 (same process), training
+#   2. tools/benchmark.py model: AInnoFace R152 vs stock RetinaNet R152 P2-P7 (same process), training
 #      bs8 @ 1024 and inference, fp32 and AMP, and the GFLOPs at VGA; one table;
-#   3. tools/benchmark_mapper.py: the training data mapper, images/s per CPU core;
-#   4. tools/benchmark_evaluator.py: the WIDER FACE evaluation on the full val ground truth (if
+#   3. tools/benchmark.py mapper: the training data mapper, images/s per CPU core;
+#   4. tools/benchmark.py evaluator: the WIDER FACE evaluation on the full val ground truth (if
 #      .whl/ground_truth, datasets/ or ../shared has it);
 #   5. tests/test_amp.py: mixed-precision training stability (SOLVER.AMP.ENABLED, the R18 config
 #      on built-in faces) and the fp16-vs-fp32 agreement of the trained model's detections.
@@ -84,14 +84,14 @@ else
 fi
 
 status=0
-"$PY" tools/benchmark.py "${ARGS[@]}" --task "$WHAT" --json "$OUT/benchmark.json" \
+"$PY" tools/benchmark.py model "${ARGS[@]}" --task "$WHAT" --json "$OUT/benchmark.json" \
     2>&1 | tee "$OUT/benchmark.log" | grep -v -E "^\s*warnings.warn|Warning:"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-"$PY" tools/benchmark_mapper.py "${MAPPER_ARGS[@]}" 2>&1 | tee "$OUT/benchmark_mapper.log" \
+"$PY" tools/benchmark.py mapper "${MAPPER_ARGS[@]}" 2>&1 | tee "$OUT/benchmark_mapper.log" \
     | grep -v -E "^\s*warnings.warn|Warning:|Augmentations used"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 if [ -n "$GT" ]; then
-    "$PY" tools/benchmark_evaluator.py --gt "$GT" "${EVAL_ARGS[@]}" 2>&1 \
+    "$PY" tools/benchmark.py evaluator --gt "$GT" "${EVAL_ARGS[@]}" 2>&1 \
         | tee "$OUT/benchmark_evaluator.log" | grep -v -E "^\s*warnings.warn|Warning:"
     [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 fi

@@ -14,7 +14,9 @@ to the input), ``detection_scores`` float32 (N, D), ``detection_classes`` int32 
 
 :func:`export_onnx` and :func:`export_torchscript` trace it (``torch.onnx.export`` with the
 TorchScript-based exporter, opset 17; ``torch.jit.trace``); :func:`export_model` writes either
-plus ``model.json`` with what a runtime needs (:func:`runtime_metadata`).
+plus, beside it, ``<graph file>.json`` (``model.onnx.json``, ``model.ts.json``) with what a
+runtime needs (:func:`runtime_metadata`): each format keeps its own, so that exports of both
+formats into one folder do not overwrite each other's.
 """
 
 import json
@@ -70,7 +72,7 @@ class AInnoFaceGraph(nn.Module):
 
 
 def runtime_metadata(cfg, fmt, input_dtype="float32"):
-    """What a runtime needs besides the graph (written as ``model.json``)."""
+    """What a runtime needs besides the graph (written as ``<graph file>.json``)."""
     return {
         "format": fmt,
         "file": FORMATS[fmt],
@@ -132,7 +134,8 @@ def export_torchscript(model, path, input_dtype="float32"):
 
 
 def export_model(cfg, model, output_dir, fmt="onnx", input_dtype="float32"):
-    """Write ``output_dir/model.onnx`` (or ``model.ts``) and ``output_dir/model.json``."""
+    """Write ``output_dir/model.onnx`` (or ``model.ts``) and its metadata
+    (:func:`metadata_path`)."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {sorted(FORMATS)}, got {fmt!r}")
     if input_dtype not in ("float32", "uint8"):
@@ -140,7 +143,12 @@ def export_model(cfg, model, output_dir, fmt="onnx", input_dtype="float32"):
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, FORMATS[fmt])
     (export_onnx if fmt == "onnx" else export_torchscript)(model, path, input_dtype)
-    with open(os.path.join(output_dir, "model.json"), "w") as f:
+    with open(metadata_path(path), "w") as f:
         json.dump(runtime_metadata(cfg, fmt, input_dtype), f, indent=2)
-    logger.info("wrote %s and model.json", path)
+    logger.info("wrote %s and %s", path, metadata_path(path))
     return path
+
+
+def metadata_path(graph_path):
+    """The metadata file of an exported graph: ``<graph file>.json``."""
+    return graph_path + ".json"
