@@ -14,8 +14,9 @@ setup(
     packages=find_packages(include=["ainnoface_d2", "ainnoface_d2.*"]),
     python_requires=">=3.10",
     install_requires=[
-        "torch>=1.10",
-        "torchvision",
+        # 2.4: the CPU fused AdamW (ainnoface_d2/solver.py); 2.1: torch.load(mmap=True).
+        "torch>=2.4",
+        "torchvision>=0.19",  # the torchvision of torch 2.4
         "fvcore>=0.1.5,<0.1.6",
         "iopath>=0.1.7,<0.1.10",
         "pycocotools>=2.0.2",
