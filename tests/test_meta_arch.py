@@ -1,8 +1,7 @@
-"""SRN's training mechanics, each checked directly: refined anchors detached, STC filtering step
-2's classification loss (and its warm-up), the normalisers, ignore boxes in the matching, the
-prior bias, the backbone details and the paper configs' SRN values."""
+"""ainnoface_d2/modeling/meta_arch.py: SRN's training mechanics, each checked directly (refined
+anchors detached, STC filtering step 2's classification loss and its warm-up, the normalisers,
+ignore boxes in the matching, the prior bias)."""
 
-import math
 import os
 
 import ainnoface_d2  # noqa: F401
@@ -14,7 +13,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from _builtin_fixture import TINY_MODEL_OPTS
 from detectron2.modeling import build_model
 from detectron2.modeling.meta_arch.dense_detector import permute_to_N_HWA_K
@@ -296,57 +294,41 @@ def test_prior_bias_gives_face_probability_prior_at_init():
         assert abs(prob.mean().item() - prior) < 0.2 * prior
 
 
-# ---------------------------------------------------------------- backbone details (SRN)
+def _iou_iof(a, b):
+    """IoU and intersection / area of ``b`` of every box of ``a`` (rows) with every box of ``b``
+    (columns), XYXY, in numpy."""
+    a, b = np.asarray(a, np.float64)[:, None], np.asarray(b, np.float64)[None]
+    w = (np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0])).clip(min=0)
+    h = (np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])).clip(min=0)
+    inter = w * h
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return inter / (area_a + area_b - inter), inter / area_b
 
 
-def _pieces(backbone, x):
-    c = backbone.bottom_up(x)
-    return [c[f] for f in backbone.in_features]
+@pytest.mark.parametrize("thresh", [0.5, 0.8])
+def test_background_anchors_covered_by_an_ignore_box_are_ignored(thresh):
+    """The IoF rule, against numpy: a background anchor (IoU < 0.4 with every box, and no box's
+    best anchor) is ignored when an ignore box covers at least IGNORE_IOF_THRESH of it, and stays
+    background below that."""
+    model = tiny_model(**{"MODEL.AINNOFACE.IGNORE_IOF_THRESH": thresh})
+    xy = np.arange(0.0, 100.0, 5.0)
+    grid = np.array([[x, y, x + 10, y + 10] for y in xy for x in xy])  # 400 anchors, 10 x 10
+    face, ignore = [70.0, 70.0, 82.0, 84.0], [22.0, 23.0, 61.0, 47.0]
+    empty = Boxes(torch.zeros(0, 4))
+    anchors = [Boxes(torch.tensor(grid, dtype=torch.float32))] + [empty] * 5
+    refined = [torch.zeros(1, 0, 4)] * 3
+    gt = instances([face, ignore], ignore=[False, True])
+    labels = model.label_anchors(anchors, refined, [gt]).step2_labels[0].numpy()
 
-
-@torch.no_grad()
-def test_backbone_extra_relu_option():
-    x = torch.rand(1, 3, SIZE, SIZE) * 255
-    for relu in (True, False):
-        model = tiny_model(**{"MODEL.AINNOFACE.EXTRA_RELU": relu})
-        bb = model.backbone
-        c = _pieces(bb, x)
-        c6 = bb.c6(c[3])
-        assert (c6 < 0).any()
-        lat5 = bb.lateral[3](c[3])
-        p6 = bb.p6(lat5)
-        act = F.relu if relu else (lambda t: t)
-        out = bb(x)
-        torch.testing.assert_close(out["c7"], bb.c_proj[5](bb.c7(act(c6))))
-        torch.testing.assert_close(out["p7"], bb.p7(act(p6)))
-        other = (lambda t: t) if relu else F.relu
-        assert not torch.allclose(out["p7"], bb.p7(other(p6)))
-
-
-@torch.no_grad()
-def test_backbone_upsampling_option():
-    x = torch.rand(1, 3, SIZE, SIZE) * 255
-    for mode in ("nearest", "bilinear"):
-        bb = tiny_model(**{"MODEL.AINNOFACE.FPN_UPSAMPLE": mode}).backbone
-        c = _pieces(bb, x)
-        lat4, lat5 = bb.lateral[2](c[2]), bb.lateral[3](c[3])
-        kw = {"mode": "bilinear", "align_corners": False} if mode == "bilinear" else {}
-        expected = bb.output[2](lat4 + F.interpolate(lat5, size=lat4.shape[-2:], **kw))
-        torch.testing.assert_close(bb(x)["p4"], expected)
-    with pytest.raises(ValueError, match="FPN_UPSAMPLE"):
-        tiny_model(**{"MODEL.AINNOFACE.FPN_UPSAMPLE": "bicubic"})
-
-
-def test_backbone_normal_init_option():
-    torch.manual_seed(0)
-    bb = tiny_model(**{"MODEL.AINNOFACE.EXTRA_INIT": "normal"}).backbone
-    convs = [bb.c6, bb.c7, bb.p6, bb.p7, *bb.c_proj, *bb.lateral, *bb.output]
-    weights = torch.cat([m.weight.flatten() for m in convs])
-    assert abs(weights.std().item() - 0.01) < 0.0005 and abs(weights.mean().item()) < 0.0005
-    assert all(m.bias is None or torch.count_nonzero(m.bias) == 0 for m in convs)
-    # the ResNet keeps its own initialisation
-    stem = bb.bottom_up.stem.conv1.weight
-    assert stem.std().item() > 0.02
-    # c2_xavier_fill: uniform with std 1 / sqrt(fan_in), fan_in = 512 * 9 for C6 of ResNet-18
-    xavier = tiny_model(**{"MODEL.AINNOFACE.EXTRA_INIT": "xavier"}).backbone
-    assert abs(xavier.c6.weight.std().item() - 1 / math.sqrt(512 * 9)) < 0.0005
+    iou, iof = _iou_iof([face, ignore], grid)
+    best = np.isclose(iou, iou.max(axis=1, keepdims=True)).any(axis=0)  # low-quality matches
+    background = (iou.max(axis=0) < 0.4) & ~best
+    covered = iof[1] >= thresh
+    bg = model.num_classes
+    assert (background & covered).sum() >= 3 and (background & ~covered & (iof[1] > 0)).any()
+    assert (labels[background & covered] == -1).all()
+    assert (labels[background & ~covered] == bg).all()
+    # the ignore box's best anchors (inside it) are ignored by their match, the face's are faces
+    assert (labels[best & (iou[1] == iou[1].max())] == -1).all()
+    assert (labels[iou[0] >= 0.5] == 0).all()
