@@ -37,6 +37,9 @@ def _add_model_config(cfg):
     _A = cfg.MODEL.AINNOFACE
     # Number of foreground classes (1: face).
     _A.NUM_CLASSES = 1
+    # Load MODEL.WEIGHTS even when it matches fewer than half of the model's tensors by name and
+    # shape (ainnoface_d2/checkpoint.py); off, such weights of another network are an error.
+    _A.ALLOW_PARTIAL_WEIGHTS = False
     # Second-step (FPN) features, shallowest first. The matching first-step features are the
     # backbone's "c2".."c7" (C2-C7 projected to FPN.OUT_CHANNELS by 1x1 convs).
     _A.IN_FEATURES = ["p2", "p3", "p4", "p5", "p6", "p7"]
