@@ -11,7 +11,13 @@ import contextlib
 import os
 import tempfile
 
-__all__ = ["atomic_path", "atomic_save_torch", "atomic_write", "atomic_write_json"]
+__all__ = [
+    "atomic_path",
+    "atomic_save_torch",
+    "atomic_write",
+    "atomic_write_json",
+    "write_image",
+]
 
 
 def _fsync_dir(folder):
@@ -97,3 +103,13 @@ def atomic_save_torch(obj, path):
 
     with atomic_write(path, "wb") as f:
         torch.save(obj, f)
+
+
+def write_image(path, image):
+    """``cv2.imwrite(path, image)`` atomically; ``OSError`` naming ``path`` when OpenCV writes
+    nothing (it reports a full disk or an unwritable folder only by returning False)."""
+    import cv2
+
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(tmp, image):
+            raise OSError(f"{path}: OpenCV could not write this image")

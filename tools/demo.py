@@ -30,6 +30,7 @@ from pathlib import Path
 
 import ainnoface_d2
 from ainnoface_d2.evaluation import SIZE_PROTOCOLS
+from ainnoface_d2.file_io import write_image
 from ainnoface_d2.predictor import FaceDetector
 from ainnoface_d2.runtime import tune_cpu_allocator
 
@@ -223,8 +224,7 @@ def run_images(demo, images, output):
             continue
         target = _output_path(output, name, single, ".jpg")
         target.parent.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(target), drawn):
-            raise SystemExit(f"Cannot write {target}")
+        write_image(target, drawn)
     if skipped:
         logger.warning(
             "Skipped %d of %d file(s) that are not readable images: %s",

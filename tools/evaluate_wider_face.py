@@ -15,7 +15,6 @@ any val image is reported on one line (``file:line: what was expected``) with ex
 """
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -30,6 +29,7 @@ from ainnoface_d2.evaluation import (
     plot_pr_curves,
     read_submission_dir,
 )
+from ainnoface_d2.file_io import atomic_write_json
 
 
 def get_parser():
@@ -77,10 +77,9 @@ def run(args):
     if args.plot:
         plot_pr_curves(results, args.plot, title=f"WIDER FACE val ({labels})")
     if args.json:
-        with open(args.json, "w") as f:
-            aps = {s: results[s] for s in SETTINGS}
-            meta = {"size_protocol": args.size_protocol, "scoring_protocol": args.protocol}
-            json.dump({**meta, **aps}, f, indent=2)
+        aps = {s: results[s] for s in SETTINGS}
+        meta = {"size_protocol": args.size_protocol, "scoring_protocol": args.protocol}
+        atomic_write_json(args.json, {**meta, **aps}, indent=2)
     return results
 
 

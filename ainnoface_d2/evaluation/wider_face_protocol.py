@@ -56,6 +56,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.wider_face_format import SETTINGS, WiderImageGT
+from ..file_io import atomic_path, atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -475,7 +476,8 @@ def write_submission_dir(out_dir, predictions):
         lines = [name, str(len(arr))]
         # repr: the shortest text that reads back as the same double.
         lines += [" ".join(map(repr, row)) for row in arr.tolist()]
-        with open(os.path.join(out_dir, event, name + ".txt"), "w", encoding="utf-8") as f:
+        path = os.path.join(out_dir, event, name + ".txt")
+        with atomic_write(path, "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
 
 
@@ -493,5 +495,6 @@ def plot_pr_curves(results, path, title="WIDER FACE val"):
     ax.grid(True)
     ax.legend(loc="lower left")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
