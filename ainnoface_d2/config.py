@@ -11,9 +11,10 @@ only *adds* keys and never changes Detectron2's own defaults.
 
 import os
 
+import yaml
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_ainnoface_config", "get_ainnoface_cfg"]
+__all__ = ["ConfigError", "add_ainnoface_config", "get_ainnoface_cfg"]
 
 
 def add_ainnoface_config(cfg):
@@ -227,11 +228,23 @@ def get_ainnoface_cfg(config_file=None, opts=None):
             raise FileNotFoundError(f"config file not found: {config_file}")
         try:
             cfg.merge_from_file(config_file)
-        except KeyError as e:
-            raise KeyError(f"{config_file}: {e.args[0] if e.args else e}") from e
+        except _MERGE_ERRORS as e:
+            raise ConfigError(f"{config_file}: {e.args[0] if e.args else e}") from e
     if opts:
         try:
             cfg.merge_from_list(list(opts))
-        except (KeyError, ValueError, AssertionError) as e:
-            raise type(e)(f"command-line config options {list(opts)}: {e}") from e
+        except _MERGE_ERRORS as e:
+            raise ConfigError(f"command-line config options {list(opts)}: {e}") from e
     return cfg
+
+
+class ConfigError(ValueError, KeyError, AssertionError):
+    """A config file or option that Detectron2 or AInnoFace does not accept (unknown key, value
+    of another type, unreadable YAML); the message says where it came from. Also a ``KeyError``
+    and an ``AssertionError``: what yacs raises for the same mistakes."""
+
+    __str__ = BaseException.__str__
+
+
+# What yacs and PyYAML raise on a bad key, value or file.
+_MERGE_ERRORS = (KeyError, ValueError, AssertionError, TypeError, yaml.YAMLError)

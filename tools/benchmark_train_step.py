@@ -114,4 +114,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from ainnoface_d2.cli import run_cli
+
+    run_cli(main)

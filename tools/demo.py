@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import ainnoface_d2
+from ainnoface_d2.cli import run_cli
 from ainnoface_d2.evaluation import SIZE_PROTOCOLS
 from ainnoface_d2.file_io import write_image
 from ainnoface_d2.predictor import FaceDetector
@@ -330,4 +331,4 @@ if __name__ == "__main__":
     setup_logger(name="fvcore")
     setup_logger(name="ainnoface_d2")
     logger.info("ainnoface_d2 %s, arguments: %s", ainnoface_d2.__version__, sys.argv[1:])
-    sys.exit(main())
+    sys.exit(run_cli(main))

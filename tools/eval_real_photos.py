@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 import ainnoface_d2  # noqa: F401  (compat shims before detectron2)
+from ainnoface_d2.cli import run_cli
 from ainnoface_d2.data.datasets import datasets_root
 from ainnoface_d2.data.wider_face_format import parse_bbx_gt
 from ainnoface_d2.evaluation import SIZE_PROTOCOLS
@@ -194,5 +195,5 @@ def _write_outputs(out: Path, result, preds, gt, images, score_threshold) -> Non
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_cli(main)
     sys.exit(0)

@@ -20,11 +20,13 @@ import sys
 import time
 
 import ainnoface_d2  # noqa: F401  (detectron2 compatibility shims first)
+from ainnoface_d2.cli import debug_requested, run_cli
 from ainnoface_d2.evaluation import (
     PROTOCOLS,
     SETTINGS,
     SIZE_PROTOCOLS,
     evaluate,
+    events_without_predictions,
     load_eval_ground_truth,
     plot_pr_curves,
     read_submission_dir,
@@ -61,7 +63,8 @@ def get_parser():
 def run(args):
     start = time.perf_counter()
     gt = load_eval_ground_truth(args.gt)
-    preds = read_submission_dir(args.pred, gt)
+    missing = []
+    preds = read_submission_dir(args.pred, gt, missing=missing)
     read_s = time.perf_counter() - start
     start = time.perf_counter()
     results = evaluate(preds, gt, protocol=args.protocol)
@@ -79,7 +82,14 @@ def run(args):
     if args.json:
         aps = {s: results[s] for s in SETTINGS}
         meta = {"size_protocol": args.size_protocol, "scoring_protocol": args.protocol}
-        atomic_write_json(args.json, {**meta, **aps}, indent=2)
+        # What the APs were computed without: images without a prediction file count as images
+        # without detections, as in the official tool, and whole events missing are listed.
+        absent = {
+            "images": len(gt),
+            "missing_prediction_files": len(missing),
+            "events_without_predictions": events_without_predictions(missing, gt),
+        }
+        atomic_write_json(args.json, {**meta, **aps, **absent}, indent=2)
     return results
 
 
@@ -89,10 +99,12 @@ def main(argv=None):
     try:
         return run(args)
     except (OSError, ValueError) as e:
+        if debug_requested():
+            raise
         # Format errors carry "file:line: what was expected"; a traceback adds nothing to them.
         print(f"evaluate_wider_face.py: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

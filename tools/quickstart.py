@@ -214,4 +214,6 @@ def main(overrides):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from ainnoface_d2.cli import run_cli
+
+    run_cli(main)

@@ -17,6 +17,7 @@ import sys
 
 import ainnoface_d2  # noqa: F401  (compat shims + registration; must precede detectron2 imports)
 from ainnoface_d2 import get_ainnoface_cfg
+from ainnoface_d2.cli import run_cli
 from ainnoface_d2.engine import SIZE_PROTOCOLS, Trainer, check_weights, load_for_eval, setup
 
 import detectron2.utils.comm as comm
@@ -88,4 +89,4 @@ def invoke_main(argv=None):
 
 
 if __name__ == "__main__":
-    invoke_main()
+    run_cli(invoke_main)

@@ -257,7 +257,13 @@ def _load_mat(path, keys):
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"WIDER FACE ground truth file not found: {path}")
-    mat = scipy.io.loadmat(path, variable_names=keys)
+    try:
+        mat = scipy.io.loadmat(path, variable_names=keys)
+    except (ValueError, TypeError, OSError, EOFError, IndexError, KeyError) as e:
+        # scipy's MatReadError is a ValueError; a truncated file fails in the zlib/struct reads.
+        raise WiderFaceFormatError(
+            f"{path}: not a readable MATLAB file (truncated or corrupt?): {type(e).__name__}: {e}"
+        ) from e
     missing = [k for k in keys if k not in mat]
     if missing:
         raise WiderFaceFormatError(f"{path}: has no {', '.join(missing)}")
