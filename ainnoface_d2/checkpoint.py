@@ -49,6 +49,7 @@ _FROM_CONFIG = ("pixel_mean", "pixel_std")
 _BACKBONE = "backbone.bottom_up."
 # What torch.load / pickle raise on a file that is not a whole checkpoint.
 _UNREADABLE = (
+    OSError,  # the file exists: a read error is about its content (torch: "Invalid argument")
     RuntimeError,
     EOFError,
     pickle.UnpicklingError,
