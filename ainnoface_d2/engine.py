@@ -79,6 +79,7 @@ logger = logging.getLogger(__name__)
 
 # DefaultTrainer wraps the model with create_ddp_model, which needs this for CPU models.
 compat.allow_cpu_ddp()
+compat.mend_lr_scheduler_hook()
 
 # protocol -> (output folder under OUTPUT_DIR, suffix of the result keys)
 _PROTOCOL_OUTPUTS = {
