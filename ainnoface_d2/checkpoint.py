@@ -69,9 +69,13 @@ class CheckpointError(ValueError):
     file."""
 
 
-def _short(e):
+def _short(e, limit=120):
+    """The exception's name and the start of its first line (torch's can be paragraphs)."""
     text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
+    first = text[0] if text else ""
+    if len(first) > limit:
+        first = first[:limit].rsplit(" ", 1)[0] + " ..."
+    return f"{type(e).__name__}: {first}".rstrip(": ")
 
 
 def read_checkpoint(path, mmap=False):

@@ -252,3 +252,58 @@ def test_run_cli_passes_bugs_and_exit_codes_through(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         cli.run_cli(lambda argv: (_ for _ in ()).throw(failed), [], prog="quickstart.py")
     assert "`python tools/train_net.py` exited with status 2" in capsys.readouterr().err
+
+
+def test_prediction_files_of_another_image_or_with_empty_boxes_are_refused(tmp_path):
+    """tools/evaluate_wider_face.py reads the folder with read_submission_dir: a file whose line
+    1 names another image, or a box with w or h <= 0 (x2 y2 written for w h), stops it."""
+    from ainnoface_d2.evaluation import read_submission_dir, write_submission_dir
+
+    from test_wider_face_evaluation import _hand_case
+
+    gt, preds = _hand_case()
+    pred = tmp_path / "pred"
+    write_submission_dir(pred, preds)
+    path = pred / "ev" / "A.txt"
+    lines = path.read_text().splitlines()
+    # The image name with a folder, an extension or a BOM is the same image.
+    for first in ("A", "A.jpg", "ev/A.jpg", "\ufeffA"):
+        path.write_text("\n".join([first, *lines[1:]]) + "\n", encoding="utf-8")
+        assert read_submission_dir(pred, gt)[("ev", "A")].shape == (5, 5)
+    path.write_text("\n".join(["B", *lines[1:]]) + "\n")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}:1: names image 'B'"):
+        read_submission_dir(pred, gt)
+    for w, h in (("-10", "10"), ("10", "0")):
+        boxes = [line.split() for line in lines[2:]]
+        boxes[3][2:4] = [w, h]
+        path.write_text("\n".join(lines[:2] + [" ".join(b) for b in boxes]) + "\n")
+        with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}:6: box with width"):
+            read_submission_dir(pred, gt)
+
+
+def test_json_records_the_events_without_prediction_files(tmp_path, caplog):
+    import json
+    import logging
+
+    from ainnoface_d2.evaluation import evaluate, write_submission_dir
+
+    from test_wider_face_evaluation import _gt, _hand_case, _write_mat_gt
+
+    gt, preds = _hand_case()
+    gt[("zz", "E")] = _gt([[0, 0, 10, 10]], [1])  # a second event, with one kept face
+    gt[("zz", "F")] = _gt([[0, 0, 20, 20]], [1])
+    _write_mat_gt(tmp_path / "gt", gt)
+    write_submission_dir(tmp_path / "pred", preds)  # nothing for event zz, nor for ev/C
+    tool = load_script("tools/evaluate_wider_face.py", "evaluate_wider_face_json")
+    out = tmp_path / "aps.json"
+    with caplog.at_level(logging.WARNING):
+        tool.main(
+            ["--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")] + ["--json", str(out)]
+        )
+    assert "3 of 6 prediction files are missing" in caplog.text
+    assert "1 event(s) have no file at all: zz" in caplog.text
+    record = json.loads(out.read_text())
+    assert record["images"] == 6 and record["missing_prediction_files"] == 3
+    assert record["events_without_predictions"] == ["zz"]
+    # The APs count the missing images as images without detections, as the official tool does.
+    assert record["hard"] == pytest.approx(evaluate(preds, gt)["hard"])

@@ -257,10 +257,11 @@ def _load_mat(path, keys):
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"WIDER FACE ground truth file not found: {path}")
+    unreadable = (ValueError, TypeError, OSError, EOFError, IndexError, KeyError)
     try:
         mat = scipy.io.loadmat(path, variable_names=keys)
-    except (ValueError, TypeError, OSError, EOFError, IndexError, KeyError) as e:
-        # scipy's MatReadError is a ValueError; a truncated file fails in the zlib/struct reads.
+    except unreadable + (scipy.io.matlab.MatReadError,) as e:
+        # A truncated file fails in scipy's own checks or in its zlib/struct reads.
         raise WiderFaceFormatError(
             f"{path}: not a readable MATLAB file (truncated or corrupt?): {type(e).__name__}: {e}"
         ) from e
