@@ -19,6 +19,18 @@ things on a current stack. Each shim below is applied only where its feature is 
 ainnoface_d2`` calls it first thing, so import ``ainnoface_d2`` before other detectron2 modules.
 :data:`APPLIED` lists the shims that were needed.
 
+Two mends of v0.6 behaviour that Detectron2 main has fixed, each applied only where a probe of the
+installed class shows the fault:
+
+* ``MapDataset`` retries an item whose mapper returned None (Detectron2's documented way to skip
+  an image) with ``random.Random.sample`` on a set, which Python 3.11 refuses (TypeError). Its
+  random generator is given a ``sample`` that draws from the set's sorted members
+  (:func:`mend_map_dataset`, applied by :func:`apply`).
+* The ``LRScheduler`` hook saves and loads the state of ``torch.optim.lr_scheduler._LRScheduler``
+  instances only; torch 2's own schedulers derive from ``LRScheduler`` instead, so a resumed run
+  restarted them from step 0. The hook's ``state_dict``/``load_state_dict`` are given the test
+  against the base class (:func:`mend_lr_scheduler_hook`, applied by :mod:`ainnoface_d2.engine`).
+
 Training alone needs one more, which :mod:`ainnoface_d2.engine` applies when it is imported
 (:func:`allow_cpu_ddp`): ``detectron2.engine.defaults.create_ddp_model`` (v0.6 and main) always
 passes ``device_ids=[local_rank]``, which ``DistributedDataParallel`` rejects for a module on the
@@ -27,10 +39,19 @@ exactly the original call.
 """
 
 import importlib.util
+import logging
+import random
 import sys
 import types
 
-__all__ = ["apply", "allow_cpu_ddp", "APPLIED", "MissingCompiledOpError"]
+__all__ = [
+    "apply",
+    "allow_cpu_ddp",
+    "mend_lr_scheduler_hook",
+    "mend_map_dataset",
+    "APPLIED",
+    "MissingCompiledOpError",
+]
 
 APPLIED = []
 
@@ -108,6 +129,77 @@ def apply():
     if "pkg_resources" not in sys.modules and not _module_exists("pkg_resources"):
         sys.modules["pkg_resources"] = _make_pkg_resources()
         APPLIED.append("pkg_resources.resource_filename")
+
+    mend_map_dataset()
+
+
+class SetSamplingRandom(random.Random):
+    """``random.Random`` whose ``sample`` also takes a set (drawn from its sorted members), as
+    Python < 3.11 did by iterating it."""
+
+    def sample(self, population, k, **kwargs):
+        if isinstance(population, (set, frozenset)):
+            population = sorted(population)
+        return super().sample(population, k, **kwargs)
+
+
+def _map_dataset_retries(cls):
+    """Whether ``cls`` (Detectron2's MapDataset) survives an item whose mapper returns None."""
+    try:
+        return cls([0, 1], lambda x: None if x == 0 else x)[0] == 1
+    except TypeError:
+        return False
+
+
+def mend_map_dataset():
+    """Give MapDataset a generator that can sample its set of fallback candidates; idempotent."""
+    from detectron2.data import common
+
+    cls = common.MapDataset
+    if getattr(cls.__init__, "_mended", False) or _map_dataset_retries(cls):
+        return
+    original = cls.__init__
+
+    def __init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        rng = SetSamplingRandom()
+        rng.setstate(self._rng.getstate())  # the same draws as Detectron2's seeded generator
+        self._rng = rng
+
+    __init__._mended = True
+    cls.__init__ = __init__
+    APPLIED.append("MapDataset retries items whose mapper returned None")
+
+
+def _hook_saves_torch_schedulers(hook_cls, torch):
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=1.0)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1)
+    return bool(hook_cls(optimizer, scheduler).state_dict())
+
+
+def mend_lr_scheduler_hook():
+    """Let Detectron2's LRScheduler hook save and load torch's own schedulers; idempotent."""
+    import torch
+    from detectron2.engine import hooks
+
+    cls = hooks.LRScheduler
+    base = getattr(torch.optim.lr_scheduler, "LRScheduler", None)
+    if base is None or getattr(cls, "_mended", False) or _hook_saves_torch_schedulers(cls, torch):
+        return
+
+    def state_dict(self):
+        return self.scheduler.state_dict() if isinstance(self.scheduler, base) else {}
+
+    def load_state_dict(self, state_dict):
+        if isinstance(self.scheduler, base):
+            logging.getLogger(hooks.__name__).info("Loading scheduler from state_dict ...")
+            self.scheduler.load_state_dict(state_dict)
+
+    cls.state_dict = state_dict
+    cls.load_state_dict = load_state_dict
+    cls._mended = True
+    APPLIED.append("LRScheduler hook saves torch schedulers")
 
 
 def allow_cpu_ddp():

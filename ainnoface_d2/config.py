@@ -9,9 +9,10 @@ only *adds* keys and never changes Detectron2's own defaults.
 
 import os
 
+import yaml
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_ainnoface_config", "get_ainnoface_cfg"]
+__all__ = ["ConfigError", "add_ainnoface_config", "get_ainnoface_cfg"]
 
 
 def add_ainnoface_config(cfg):
@@ -35,6 +36,9 @@ def _add_model_config(cfg):
     _A = cfg.MODEL.AINNOFACE
     # Number of foreground classes (1: face).
     _A.NUM_CLASSES = 1
+    # Load MODEL.WEIGHTS even when it matches fewer than half of the model's tensors by name and
+    # shape (ainnoface_d2/checkpoint.py); off, such weights of another network are an error.
+    _A.ALLOW_PARTIAL_WEIGHTS = False
     # Second-step (FPN) features, shallowest first. The matching first-step features are the
     # backbone's "c2".."c7" (C2-C7 projected to FPN.OUT_CHANNELS by 1x1 convs).
     _A.IN_FEATURES = ["p2", "p3", "p4", "p5", "p6", "p7"]
@@ -215,11 +219,23 @@ def get_ainnoface_cfg(config_file=None, opts=None):
             raise FileNotFoundError(f"config file not found: {config_file}")
         try:
             cfg.merge_from_file(config_file)
-        except KeyError as e:
-            raise KeyError(f"{config_file}: {e.args[0] if e.args else e}") from e
+        except _MERGE_ERRORS as e:
+            raise ConfigError(f"{config_file}: {e.args[0] if e.args else e}") from e
     if opts:
         try:
             cfg.merge_from_list(list(opts))
-        except (KeyError, ValueError, AssertionError) as e:
-            raise type(e)(f"command-line config options {list(opts)}: {e}") from e
+        except _MERGE_ERRORS as e:
+            raise ConfigError(f"command-line config options {list(opts)}: {e}") from e
     return cfg
+
+
+class ConfigError(ValueError, KeyError, AssertionError):
+    """A config file or option that Detectron2 or AInnoFace does not accept (unknown key, value
+    of another type, unreadable YAML); the message says where it came from. Also a ``KeyError``
+    and an ``AssertionError``: what yacs raises for the same mistakes."""
+
+    __str__ = BaseException.__str__
+
+
+# What yacs and PyYAML raise on a bad key, value or file.
+_MERGE_ERRORS = (KeyError, ValueError, AssertionError, TypeError, yaml.YAMLError)

@@ -15,7 +15,6 @@ from collections import OrderedDict
 
 import detectron2.utils.comm as comm
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import (
     MetadataCatalog,
     build_detection_test_loader,
@@ -31,6 +30,12 @@ from detectron2.evaluation import (
 from detectron2.utils.logger import setup_logger
 
 from . import compat
+from .checkpoint import (
+    AInnoFaceCheckpointer,
+    build_checkpointer,
+    check_resumable,
+    checkpoint_differences,
+)
 from .config import get_ainnoface_cfg
 from .data import FaceDatasetMapper
 from .ema import EMAHook
@@ -61,6 +66,7 @@ logger = logging.getLogger(__name__)
 
 # DefaultTrainer wraps the model with create_ddp_model, which needs this for CPU models.
 compat.allow_cpu_ddp()
+compat.mend_lr_scheduler_hook()
 
 
 def _retyped(trainer: SimpleTrainer, cls: type) -> SimpleTrainer:
@@ -130,17 +136,13 @@ class Trainer(DefaultTrainer):
         if not self._PARENT_SAVES_INNER_TRAINER and "_trainer" in state_dict:
             self._trainer.load_state_dict(state_dict["_trainer"])
 
-    def resume_or_load(self, resume=True):
-        """Detectron2's, refusing to resume from a last checkpoint that holds another model than
-        the config builds (:func:`check_resumable`)."""
-        if resume and self.checkpointer.has_checkpoint():
-            check_resumable(self.checkpointer.model, self.checkpointer.get_checkpoint_file())
-        super().resume_or_load(resume=resume)
-
     def build_hooks(self):
         """Detectron2's hooks, with :class:`ainnoface_d2.ema.EMAHook` (``MODEL_EMA.ENABLED``)
         after the LR scheduler: before the checkpointer, so that the last checkpoint holds the
-        average."""
+        average. Checkpoints are read and written by
+        :class:`ainnoface_d2.checkpoint.AInnoFaceCheckpointer`."""
+        allow = self.cfg.MODEL.AINNOFACE.ALLOW_PARTIAL_WEIGHTS
+        self.checkpointer = AInnoFaceCheckpointer.like(self.checkpointer, allow_partial=allow)
         ret = super().build_hooks()
         if self.cfg.MODEL_EMA.ENABLED:
             at = next(i for i, h in enumerate(ret) if isinstance(h, hooks.LRScheduler)) + 1
@@ -267,62 +269,6 @@ def check_weights(cfg, resume=False):
     raise FileNotFoundError(f"MODEL.WEIGHTS {weights} does not exist. {hint}")
 
 
-def _shapes(state_dict):
-    return {k: tuple(v.shape) for k, v in state_dict.items()}
-
-
-def checkpoint_differences(model, checkpoint_file, limit=5):
-    """How the ``model`` entry of a Detectron2 checkpoint differs from ``model`` (its parameter
-    and buffer names and shapes; ``module.`` prefixes of DDP-wrapped saves ignored): a list of
-    lines, empty when they match. At most ``limit`` names are listed per kind of difference."""
-    try:  # only the shapes are needed: map the file instead of reading it
-        saved = torch.load(checkpoint_file, map_location="cpu", weights_only=False, mmap=True)
-    except RuntimeError:  # not in torch's zip format
-        saved = torch.load(checkpoint_file, map_location="cpu", weights_only=False)
-    if not isinstance(saved, dict) or not isinstance(saved.get("model"), dict):
-        found = sorted(saved) if isinstance(saved, dict) else type(saved).__name__
-        return [f"it has no 'model' entry (found: {found})"]
-    saved = {
-        k[len("module.") :] if k.startswith("module.") else k: v for k, v in saved["model"].items()
-    }
-    saved, wanted = _shapes(saved), _shapes(model.state_dict())
-
-    def names(keys):
-        keys = sorted(keys)
-        more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
-        return ", ".join(keys[:limit]) + more
-
-    lines = []
-    missing = wanted.keys() - saved.keys()
-    if missing:
-        lines.append(f"missing from it ({len(missing)}): {names(missing)}")
-    unexpected = saved.keys() - wanted.keys()
-    if unexpected:
-        lines.append(f"not in the model ({len(unexpected)}): {names(unexpected)}")
-    reshaped = [k for k in wanted.keys() & saved.keys() if wanted[k] != saved[k]]
-    if reshaped:
-        lines.append(
-            f"other shapes ({len(reshaped)}): "
-            + names(f"{k} {saved[k]} instead of {wanted[k]}" for k in reshaped)
-        )
-    return lines
-
-
-def check_resumable(model, checkpoint_file):
-    """Raise ``ValueError`` naming ``checkpoint_file`` and what differs when it holds another
-    model than ``model``. Detectron2 would load what fits, warn about the rest and continue from
-    the checkpoint's iteration with the rest of the model as initialised: a run of another config
-    (or another version of it) resumed into this one."""
-    differences = checkpoint_differences(model, checkpoint_file)
-    if differences:
-        raise ValueError(
-            f"cannot resume from {checkpoint_file}: it holds another model than the config "
-            "builds (a run of another config, or of another version of this one):\n  "
-            + "\n  ".join(differences)
-            + "\nTrain into another OUTPUT_DIR, or resume with the config that made it."
-        )
-
-
 def setup(args):
     """Config from file + command line, then Detectron2's standard setup (logging, output dir)."""
     cfg = get_ainnoface_cfg(args.config_file, args.opts)
@@ -339,8 +285,6 @@ def load_for_eval(cfg, resume=False):
     """The model of ``cfg`` with ``MODEL.WEIGHTS`` (or, with ``resume``, the last checkpoint, which
     must hold this model: :func:`check_resumable`)."""
     model = Trainer.build_model(cfg)
-    checkpointer = DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
-    if resume and checkpointer.has_checkpoint():
-        check_resumable(model, checkpointer.get_checkpoint_file())
+    checkpointer = build_checkpointer(cfg, model, save_dir=cfg.OUTPUT_DIR)
     checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=resume)
     return model

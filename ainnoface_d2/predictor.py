@@ -32,15 +32,16 @@ image reaches the model unchanged. Any positive ``MIN_SIZE_TEST`` resizes as in
 
 import contextlib
 import logging
+import os
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances
 
+from .checkpoint import build_checkpointer
 from .config import get_ainnoface_cfg
 from .export import runtimes
 from .export.runner import build_runner, calibration_images
@@ -108,6 +109,11 @@ class FaceDetector:
         max_face: float | None = None,
         protocol: str | None = None,
     ):
+        if not isinstance(config_file, (str, os.PathLike)):
+            raise TypeError(
+                "FaceDetector: config_file must be the path of a config file (e.g. "
+                f"configs/ainnoface_R18_cpu.yaml), got {type(config_file).__name__}"
+            )
         cfg = get_ainnoface_cfg(config_file, list(opts or []))
         self.protocol = self._resolve_protocol(cfg, tta, protocol, min_face, max_face)
         if weights is not None:
@@ -172,7 +178,7 @@ class FaceDetector:
     def _build_model(cfg, config_file):
         model = build_model(cfg)
         if cfg.MODEL.WEIGHTS:
-            DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+            build_checkpointer(cfg, model).load(cfg.MODEL.WEIGHTS)
         else:
             logger.warning(
                 "No weights given (MODEL.WEIGHTS is empty): %s detects with random weights.",

@@ -189,4 +189,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ainnoface_d2.cli import run_cli
+
+    sys.exit(run_cli(main))

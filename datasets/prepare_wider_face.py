@@ -18,6 +18,7 @@ import sys
 from ainnoface_d2.data.datasets import datasets_root
 from ainnoface_d2.data.wider_face import convert_wider_face, sizes_from_json
 from ainnoface_d2.data.wider_face_format import SPLITS, WiderFaceFormatError
+from ainnoface_d2.file_io import atomic_write_json
 
 logger = logging.getLogger("prepare_wider_face")
 
@@ -93,10 +94,12 @@ def main(argv=None):
             f"{stats.annotations} annotations, {stats.missing_images} images skipped)"
         )
     if args.stats_json:
-        with open(args.stats_json, "w", encoding="utf-8") as f:
-            json.dump({split: s.as_dict() for split, s in results.items()}, f, indent=1)
+        stats = {split: s.as_dict() for split, s in results.items()}
+        atomic_write_json(args.stats_json, stats, indent=1)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ainnoface_d2.cli import run_cli
+
+    sys.exit(run_cli(main))

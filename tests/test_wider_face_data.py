@@ -644,6 +644,11 @@ def test_check_mode_reports_every_problem(tmp_path):
     assert problems == [
         "0--Parade/a.jpg: cannot read the image size: no such image: 0--Parade/a.jpg",
         "0--Parade/b.jpg: cannot read the image size: no such image: 0--Parade/b.jpg",
+        # Boxes of no width or height are not faces: counted as problems, then dropped.
+        "1--Handshaking/c.jpg: box 1 [30, 30, 0, 10] (line 9) has width or height <= 0: not a "
+        "face (dropped)",
+        "1--Handshaking/c.jpg: box 2 [30, 30, 10, 0] (line 10) has width or height <= 0: not a "
+        "face (dropped)",
         "1--Handshaking/c.jpg: box 4 [90, 80, 20, 30] (line 12) reaches outside the 100x100 image",
         "1--Handshaking/c.jpg: box 5 [120, 10, 5, 5] (line 13) reaches outside the 100x100 image"
         " entirely",

@@ -831,5 +831,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    result = main()
+    from ainnoface_d2.cli import run_cli
+
+    result = run_cli(main)
     sys.exit(result if isinstance(result, int) else 0)

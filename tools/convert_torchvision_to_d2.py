@@ -162,4 +162,8 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    sys.exit(main())
+    try:
+        from ainnoface_d2.cli import run_cli
+    except ImportError:  # the conversion itself needs torch only
+        sys.exit(main())
+    sys.exit(run_cli(main))

@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 
 import ainnoface_d2
+from ainnoface_d2.cli import run_cli
+from ainnoface_d2.file_io import write_image
 from ainnoface_d2.predictor import FaceDetector
 from ainnoface_d2.runtime import tune_cpu_allocator
 from ainnoface_d2.size_protocol import add_protocol_arguments
@@ -216,8 +218,7 @@ def run_images(demo, images, output):
             continue
         target = _output_path(output, name, single, ".jpg")
         target.parent.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(target), drawn):
-            raise SystemExit(f"Cannot write {target}")
+        write_image(target, drawn)
     if skipped:
         logger.warning(
             "Skipped %d of %d file(s) that are not readable images: %s",
@@ -323,4 +324,4 @@ if __name__ == "__main__":
     setup_logger(name="fvcore")
     setup_logger(name="ainnoface_d2")
     logger.info("ainnoface_d2 %s, arguments: %s", ainnoface_d2.__version__, sys.argv[1:])
-    sys.exit(main())
+    sys.exit(run_cli(main))

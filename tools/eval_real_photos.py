@@ -19,15 +19,16 @@ scores, false ones red) under ``--output``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
 import ainnoface_d2  # noqa: F401  (compat shims before detectron2)
+from ainnoface_d2.cli import run_cli
 from ainnoface_d2.data.datasets import datasets_root
 from ainnoface_d2.data.wider_face_format import parse_bbx_gt
 from ainnoface_d2.evaluation.wider_face_protocol import voc_ap
+from ainnoface_d2.file_io import atomic_write_json, write_image
 from ainnoface_d2.size_protocol import add_protocol_arguments
 
 import cv2
@@ -175,17 +176,17 @@ def main(argv=None) -> dict:
 
 def _write_outputs(out: Path, result, preds, gt, images, score_threshold) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "real_photos_metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(out / "real_photos_metrics.json", result, indent=2)
     tp_of = {(name, i): tp for _, tp, _, name, i in match_detections(preds, gt)}
     for name, (boxes, scores) in preds.items():
         tps = [tp_of[(name, i)] for i in range(len(scores))]
         drawn = draw(images[name], gt[name], boxes, scores, tps, score_threshold)
         path = out / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(path), drawn)
+        write_image(path, drawn)
     print(f"  metrics and drawings: {out}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_cli(main)
     sys.exit(0)

@@ -15,20 +15,22 @@ any val image is reported on one line (``file:line: what was expected``) with ex
 """
 
 import argparse
-import json
 import logging
 import sys
 import time
 
 import ainnoface_d2  # noqa: F401  (detectron2 compatibility shims first)
+from ainnoface_d2.cli import debug_requested, run_cli
 from ainnoface_d2.evaluation import (
     PROTOCOLS,
     SETTINGS,
     evaluate,
+    events_without_predictions,
     load_eval_ground_truth,
     plot_pr_curves,
     read_submission_dir,
 )
+from ainnoface_d2.file_io import atomic_write_json
 from ainnoface_d2.size_protocol import SIZE_PROTOCOLS, parse_size_protocol
 
 
@@ -62,7 +64,8 @@ def get_parser():
 def run(args):
     start = time.perf_counter()
     gt = load_eval_ground_truth(args.gt)
-    preds = read_submission_dir(args.pred, gt)
+    missing = []
+    preds = read_submission_dir(args.pred, gt, missing=missing)
     read_s = time.perf_counter() - start
     start = time.perf_counter()
     results = evaluate(preds, gt, protocol=args.protocol)
@@ -78,10 +81,16 @@ def run(args):
     if args.plot:
         plot_pr_curves(results, args.plot, title=f"WIDER FACE val ({labels})")
     if args.json:
-        with open(args.json, "w") as f:
-            aps = {s: results[s] for s in SETTINGS}
-            meta = {"size_protocol": args.size_protocol, "scoring_protocol": args.protocol}
-            json.dump({**meta, **aps}, f, indent=2)
+        aps = {s: results[s] for s in SETTINGS}
+        meta = {"size_protocol": args.size_protocol, "scoring_protocol": args.protocol}
+        # What the APs were computed without: images without a prediction file count as images
+        # without detections, as in the official tool, and whole events missing are listed.
+        absent = {
+            "images": len(gt),
+            "missing_prediction_files": len(missing),
+            "events_without_predictions": events_without_predictions(missing, gt),
+        }
+        atomic_write_json(args.json, {**meta, **aps, **absent}, indent=2)
     return results
 
 
@@ -91,10 +100,12 @@ def main(argv=None):
     try:
         return run(args)
     except (OSError, ValueError) as e:
+        if debug_requested():
+            raise
         # Format errors carry "file:line: what was expected"; a traceback adds nothing to them.
         print(f"evaluate_wider_face.py: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -24,6 +24,7 @@ import os
 import sys
 
 import ainnoface_d2  # noqa: F401  (compat shims, registries)
+from ainnoface_d2.cli import run_cli
 from ainnoface_d2.export.graph import export_model
 from ainnoface_d2.export.runtimes import quantize_onnx
 from ainnoface_d2.predictor import FaceDetector
@@ -78,4 +79,4 @@ if __name__ == "__main__":
 
     setup_logger(name="ainnoface_d2")
     logging.getLogger("ainnoface_d2").setLevel(logging.INFO)
-    sys.exit(main())
+    sys.exit(run_cli(main))

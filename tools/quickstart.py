@@ -118,7 +118,7 @@ def set_aside_other_run(output, overrides):
     if not os.path.isfile(checkpoint):
         return None
     from ainnoface_d2 import get_ainnoface_cfg
-    from ainnoface_d2.engine import checkpoint_differences
+    from ainnoface_d2.checkpoint import checkpoint_differences
 
     import yaml
     from detectron2.modeling import build_model
@@ -214,4 +214,6 @@ def main(overrides):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from ainnoface_d2.cli import run_cli
+
+    run_cli(main)

@@ -16,6 +16,7 @@ import sys
 
 import ainnoface_d2  # noqa: F401  (compat shims + registration; must precede detectron2 imports)
 from ainnoface_d2 import get_ainnoface_cfg
+from ainnoface_d2.cli import run_cli
 from ainnoface_d2.engine import Trainer, check_weights, load_for_eval, setup
 from ainnoface_d2.size_protocol import SIZE_PROTOCOLS, parse_size_protocols
 
@@ -78,4 +79,4 @@ def invoke_main(argv=None):
 
 
 if __name__ == "__main__":
-    invoke_main()
+    run_cli(invoke_main)

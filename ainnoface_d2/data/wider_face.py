@@ -305,6 +305,12 @@ def _image_annotations(split, image, size, official, stats, problems):
                 f"{image.file_name}: box {k} {box} (line {image.box_lines[k]}) reaches outside "
                 f"the {width}x{height} image" + (" entirely" if reason == "outside" else "")
             )
+        if problems is not None and reason == "degenerate":
+            use = "kept as an ignore region" if _writes(split, reason, bbox) else "dropped"
+            problems.append(
+                f"{image.file_name}: box {k} {box} (line {image.box_lines[k]}) has width or "
+                f"height <= 0: not a face ({use})"
+            )
         if reason is None:
             stats.training_faces += 1
             stats.clipped += bbox != box

@@ -266,7 +266,14 @@ def _load_mat(path, keys):
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"WIDER FACE ground truth file not found: {path}")
-    mat = scipy.io.loadmat(path, variable_names=keys)
+    unreadable = (ValueError, TypeError, OSError, EOFError, IndexError, KeyError)
+    try:
+        mat = scipy.io.loadmat(path, variable_names=keys)
+    except unreadable + (scipy.io.matlab.MatReadError,) as e:
+        # A truncated file fails in scipy's own checks or in its zlib/struct reads.
+        raise WiderFaceFormatError(
+            f"{path}: not a readable MATLAB file (truncated or corrupt?): {type(e).__name__}: {e}"
+        ) from e
     missing = [k for k in keys if k not in mat]
     if missing:
         raise WiderFaceFormatError(f"{path}: has no {', '.join(missing)}")

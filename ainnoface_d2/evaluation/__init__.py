@@ -7,6 +7,7 @@ from .wider_face_evaluation import WiderFaceEvaluator, gt_from_dataset_dicts
 from .wider_face_protocol import (
     PROTOCOLS,
     evaluate,
+    events_without_predictions,
     plot_pr_curves,
     read_submission_dir,
     read_submission_file,
@@ -23,6 +24,7 @@ __all__ = [
     "gt_from_dataset_dicts",
     "load_eval_ground_truth",
     "plot_pr_curves",
+    "events_without_predictions",
     "read_submission_dir",
     "read_submission_file",
     "voc_ap",

@@ -11,7 +11,6 @@ labels: the *test-size protocol* the detections were made under (``original``, `
 
 import copy
 import itertools
-import json
 import logging
 import os
 from collections import OrderedDict
@@ -22,6 +21,7 @@ from detectron2.utils import comm
 from tabulate import tabulate
 
 from ..data.wider_face_format import SETTINGS, WiderImageGT, image_key
+from ..file_io import atomic_write_json
 from ..size_protocol import SIZE_PROTOCOLS
 from .wider_face_protocol import PROTOCOLS, evaluate, plot_pr_curves, write_submission_dir
 
@@ -180,5 +180,8 @@ class WiderFaceEvaluator(DatasetEvaluator):
                 title=f"{self._dataset_name} ({self._size_protocol} test size, "
                 f"{self._protocol} scoring)",
             )
-        with open(os.path.join(self._output_dir, "wider_face_metrics.json"), "w") as f:
-            json.dump({"dataset": self._dataset_name, **self._labels(), **metrics}, f, indent=2)
+        atomic_write_json(
+            os.path.join(self._output_dir, "wider_face_metrics.json"),
+            {"dataset": self._dataset_name, **self._labels(), **metrics},
+            indent=2,
+        )

@@ -56,6 +56,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.wider_face_format import SETTINGS, WiderImageGT
+from ..file_io import atomic_path, atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -360,16 +361,56 @@ def evaluate(predictions, gt, protocol="matlab", settings=None):
 # ---------------------------------------------------------------------------------------------
 # Submission files: <dir>/<event>/<image name>.txt
 # ---------------------------------------------------------------------------------------------
-def read_submission_file(path):
+def _read_lines(path):
+    """``[(line number, stripped text)]`` of the non-blank lines of a UTF-8 file (BOM allowed)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        lineno = data[: e.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}:{lineno}: byte 0x{data[e.start]:02x} is not UTF-8 text: expected the image "
+            "name, the number of boxes and 'x y w h score' lines in ASCII"
+        ) from None
+    numbered = [(i + 1, line.strip()) for i, line in enumerate(text.splitlines())]
+    return [(i, line) for i, line in numbered if line]
+
+
+def _check_name(path, lineno, text, name):
+    """Line 1 names the image: ``name``, optionally with a folder and an extension."""
+    given = text.replace("\\", "/").rsplit("/", 1)[-1]
+    if name not in (given, os.path.splitext(given)[0]):
+        raise ValueError(
+            f"{path}:{lineno}: names image {text!r}; expected {name!r} (the file's name): a "
+            "prediction file of another image"
+        )
+
+
+def _check_sizes(path, arr, rows):
+    """Boxes are ``x y w h``: a width or height <= 0 (e.g. ``x2 y2`` written where ``w h`` is
+    expected) is an error, not a box that silently matches nothing."""
+    bad = np.flatnonzero((arr[:, 2] <= 0) | (arr[:, 3] <= 0))
+    if bad.size:
+        lineno, line = rows[bad[0]]
+        raise ValueError(
+            f"{path}:{lineno}: box with width or height <= 0 ({line!r}): expected 'x y w h score' "
+            f"with w > 0 and h > 0 ({bad.size} such boxes in the file)"
+        )
+    return arr
+
+
+def read_submission_file(path, name=None):
     """Read one prediction file of the official layout.
 
-    Line 1 is the image name (not used, as in ``read_pred.m``), line 2 the number of boxes, then one
-    ``x y w h score`` line per box (extra columns are ignored; blank lines are skipped). Boxes need
-    not be sorted. Returns an ``(N, 5)`` float64 array.
+    Line 1 is the image name (with ``name``, it must be that image's, optionally with a folder and
+    an extension), line 2 the number of boxes, then one ``x y w h score`` line per box with w > 0
+    and h > 0 (extra columns are ignored; blank lines are skipped). Boxes need not be sorted.
+    Returns an ``(N, 5)`` float64 array.
     """
-    with open(path, encoding="utf-8") as f:
-        numbered = [(i + 1, line.strip()) for i, line in enumerate(f)]
-    numbered = [(i, line) for i, line in numbered if line]
+    numbered = _read_lines(path)
+    if name is not None and numbered:
+        _check_name(path, *numbered[0], name)
     if len(numbered) < 2:
         raise ValueError(
             f"{path}:{len(numbered) + 1}: the file ended early: expected the image name and the "
@@ -403,7 +444,7 @@ def read_submission_file(path):
         if len(tokens) == 5 * count:
             arr = np.array(tokens, dtype=np.float64).reshape(count, 5)
             if np.isfinite(arr).all():
-                return arr
+                return _check_sizes(path, arr, rows)
     except ValueError:
         pass
     out = np.zeros((count, 5), dtype=np.float64)
@@ -416,39 +457,56 @@ def read_submission_file(path):
         if len(values) < 5 or not np.isfinite(values).all():
             raise ValueError(f"{path}:{lineno}: expected 5 finite numbers, got {line!r}")
         out[k] = values
-    return out
+    return _check_sizes(path, out, rows)
 
 
-def read_submission_dir(pred_dir, gt=None):
+def events_without_predictions(missing, gt):
+    """The events of ``gt`` none of whose images is in ``preds`` or has a file: ``missing`` holds
+    the ``(event, name)`` keys without a prediction file."""
+    missing = set(missing)
+    events = list(dict.fromkeys(event for event, _ in gt))
+    return [e for e in events if all(k in missing for k in gt if k[0] == e)]
+
+
+def read_submission_dir(pred_dir, gt=None, missing=None):
     """Read ``<pred_dir>/<event>/<name>.txt`` files.
 
     With ``gt``, exactly the ground-truth images are read, as ``read_pred.m`` does: a missing file
-    means no predictions for that image (logged); a folder with no file for any of them raises
-    ``FileNotFoundError`` (a wrong folder, not a detector without detections). Without ``gt``,
-    every ``*.txt`` two levels down is read. Returns ``{(event, name): (N, 5) array}``.
+    means no predictions for that image (logged, with the events that have no file at all; their
+    ``(event, name)`` keys are appended to the list ``missing`` when given); a folder with no
+    file for any of them raises ``FileNotFoundError`` (a wrong folder, not a detector without
+    detections). Line 1 of each file must name its image. Without ``gt``, every ``*.txt`` two
+    levels down is read. Returns ``{(event, name): (N, 5) array}``.
     """
     if not os.path.isdir(pred_dir):
         raise FileNotFoundError(f"prediction directory not found: {pred_dir}")
     preds = {}
     if gt is not None:
-        missing = []
+        absent = []
         for event, name in gt:
             path = os.path.join(pred_dir, event, name + ".txt")
             if os.path.isfile(path):
-                preds[(event, name)] = read_submission_file(path)
+                preds[(event, name)] = read_submission_file(path, name)
             else:
-                missing.append(path)
+                absent.append((event, name))
+        if missing is not None:
+            missing.extend(absent)
+        paths = [os.path.join(pred_dir, e, n + ".txt") for e, n in absent]
         if gt and not preds:
             raise FileNotFoundError(
                 f"{pred_dir}: no prediction file for any of the {len(gt)} ground-truth images "
-                f"(expected <event>/<image name>.txt, e.g. {missing[0]})"
+                f"(expected <event>/<image name>.txt, e.g. {paths[0]})"
             )
-        if missing:
+        if paths:
+            events = events_without_predictions(absent, gt)
             logger.warning(
-                "%d of %d prediction files are missing (those images have no predictions), e.g. %s",
-                len(missing),
+                "%d of %d prediction files are missing (those images have no predictions), e.g. "
+                "%s; %d event(s) have no file at all%s",
+                len(paths),
                 len(gt),
-                missing[0],
+                paths[0],
+                len(events),
+                f": {', '.join(events)}" if events else "",
             )
         return preds
     for event in sorted(os.listdir(pred_dir)):
@@ -457,7 +515,8 @@ def read_submission_dir(pred_dir, gt=None):
             continue
         for fname in sorted(os.listdir(event_dir)):
             if fname.endswith(".txt"):
-                preds[(event, fname[:-4])] = read_submission_file(os.path.join(event_dir, fname))
+                path = os.path.join(event_dir, fname)
+                preds[(event, fname[:-4])] = read_submission_file(path, fname[:-4])
     return preds
 
 
@@ -475,7 +534,8 @@ def write_submission_dir(out_dir, predictions):
         lines = [name, str(len(arr))]
         # repr: the shortest text that reads back as the same double.
         lines += [" ".join(map(repr, row)) for row in arr.tolist()]
-        with open(os.path.join(out_dir, event, name + ".txt"), "w", encoding="utf-8") as f:
+        path = os.path.join(out_dir, event, name + ".txt")
+        with atomic_write(path, "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
 
 
@@ -493,5 +553,6 @@ def plot_pr_curves(results, path, title="WIDER FACE val"):
     ax.grid(True)
     ax.legend(loc="lower left")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)

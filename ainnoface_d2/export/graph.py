@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..file_io import atomic_path, atomic_write
+
 __all__ = [
     "OUTPUT_NAMES",
     "AInnoFaceGraph",
@@ -106,12 +108,12 @@ def export_onnx(model, path, input_dtype="float32"):
     graph = AInnoFaceGraph(model)
     axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}}
     axes.update({name: {0: "batch"} for name in OUTPUT_NAMES})
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), atomic_path(path) as tmp:
         warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic
         torch.onnx.export(
             graph,
             (_sample(input_dtype).to(model.pixel_mean.device),),
-            path,
+            tmp,
             dynamo=False,
             opset_version=ONNX_OPSET,
             input_names=[INPUT_NAME],
@@ -129,7 +131,8 @@ def export_torchscript(model, path, input_dtype="float32"):
         warnings.simplefilter("ignore")
         sample = _sample(input_dtype).to(model.pixel_mean.device)
         traced = torch.jit.trace(graph, (sample,), check_trace=False)
-    traced.save(path)
+    with atomic_path(path) as tmp:
+        traced.save(tmp)
     return path
 
 
@@ -142,9 +145,12 @@ def export_model(cfg, model, output_dir, fmt="onnx", input_dtype="float32"):
         raise ValueError(f"input_dtype must be 'float32' or 'uint8', got {input_dtype!r}")
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, FORMATS[fmt])
-    (export_onnx if fmt == "onnx" else export_torchscript)(model, path, input_dtype)
-    with open(metadata_path(path), "w") as f:
-        json.dump(runtime_metadata(cfg, fmt, input_dtype), f, indent=2)
+    metadata = json.dumps(runtime_metadata(cfg, fmt, input_dtype), indent=2)
+    # Both files are complete before either replaces its previous version: a failed export
+    # leaves the previous pair, never a graph beside another graph's metadata.
+    with atomic_write(metadata_path(path)) as f, atomic_path(path) as tmp:
+        f.write(metadata + "\n")
+        (export_onnx if fmt == "onnx" else export_torchscript)(model, tmp, input_dtype)
     logger.info("wrote %s and %s", path, metadata_path(path))
     return path
 
