@@ -247,7 +247,7 @@ class FaceDetector:
             dict with ``boxes`` (N x 4 float32 XYXY, original image pixels) and ``scores`` (N
             float32), sorted by decreasing score, scores >= ``confidence_threshold``.
         """
-        return self.detect_many([image], batch_size=1, format=format)[0]
+        return _as_dict(self._predict([image], format)[0])
 
     def predict_instances(self, image: np.ndarray, format: str = "BGR") -> Instances:
         """Like ``__call__`` but returns the thresholded, sorted ``Instances`` on the CPU."""
@@ -262,12 +262,7 @@ class FaceDetector:
         results = []
         for start in range(0, len(images), batch_size):
             for inst in self._predict(images[start : start + batch_size], format, start):
-                results.append(
-                    {
-                        "boxes": inst.pred_boxes.tensor.numpy().astype(np.float32),
-                        "scores": inst.scores.numpy().astype(np.float32),
-                    }
-                )
+                results.append(_as_dict(inst))
         return results
 
     def _to_model_input(self, image: np.ndarray, format: str, what: str = "image") -> dict:
@@ -325,6 +320,13 @@ class FaceDetector:
             inst = inst[inst.scores >= self.confidence_threshold]
             results.append(inst[torch.argsort(inst.scores, descending=True, stable=True)])
         return results
+
+
+def _as_dict(inst: Instances) -> dict:
+    return {
+        "boxes": inst.pred_boxes.tensor.numpy().astype(np.float32),
+        "scores": inst.scores.numpy().astype(np.float32),
+    }
 
 
 class _GraphModel:

@@ -78,9 +78,7 @@ def as_uint8_image(image, what: str = "image") -> np.ndarray:
         image = np.repeat(image[:, :, None], 3, axis=2)
     if image.ndim != 3 or image.shape[2] != 3:
         hint = "; drop the alpha channel first (image[:, :, :3])" if image.ndim == 3 else ""
-        raise ValueError(
-            f"{what}: expected an HxWx3 (or HxW) image, got shape {image.shape}{hint}"
-        )
+        raise ValueError(f"{what}: expected an HxWx3 (or HxW) image, got shape {image.shape}{hint}")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"{what}: empty image (shape {image.shape})")
     return _to_uint8(image, what)
