@@ -238,7 +238,9 @@ def run_images(demo, images, output):
         try:
             image = read_image(str(path), format="BGR")
         except Exception as e:  # any decoder failure, PIL's DecompressionBombError included
-            logger.warning("%s: cannot read this image (%s: %s); skipped.", path, type(e).__name__, e)
+            logger.warning(
+                "%s: cannot read this image (%s: %s); skipped.", path, type(e).__name__, e
+            )
             skipped.append(path)
             continue
         start = time.perf_counter()
