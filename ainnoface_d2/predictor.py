@@ -240,7 +240,10 @@ class FaceDetector:
         """Faces in one image.
 
         Args:
-            image: ``HxWx3`` uint8 array (``HxW`` grayscale is accepted too).
+            image: ``HxWx3`` uint8 array (``HxW`` grayscale is accepted too; uint16 becomes
+                8-bit by its high byte; other types are refused:
+                :mod:`ainnoface_d2.data.image_io`). Above ``TEST.FACE.MAX_IMAGE_PIXELS`` it is
+                detected on a shrunk copy (a logged line); the boxes are in its own pixels.
             format: channel order of ``image``: "BGR" (OpenCV) or "RGB" (PIL, matplotlib).
 
         Returns:
