@@ -202,6 +202,10 @@ def _add_test_protocol_config(cfg):
     cfg.TEST.FACE.PYRAMID.BASE_SIZE = (480, 640)
     cfg.TEST.FACE.PYRAMID.STEP = 2.0
     cfg.TEST.FACE.PYRAMID.MIN_FACE = 16.0
+    # The largest image (pixels) FaceDetector and the demo detect on: a larger one is shrunk to
+    # this area first, with a logged line, and its boxes mapped back (0: no limit). 3840 x 2160 (4K
+    # UHD, 8.3 megapixels) bounds the memory of the CPU config's pyramid to about 3 GB.
+    cfg.TEST.FACE.MAX_IMAGE_PIXELS = 3840 * 2160
 
 
 def get_ainnoface_cfg(config_file=None, opts=None):

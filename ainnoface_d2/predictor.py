@@ -12,7 +12,9 @@ as SRN's multi-scale + flip testing or the pyramid,
 fp16 with CUDA autocast); ``"onnxruntime"`` and ``"openvino"`` run the exported graph
 (:mod:`ainnoface_d2.export.graph`), exported from the checkpoint at construction or read from an
 ``.onnx`` file given as ``weights``; ``"int8"`` quantizes that graph on ``calibration`` images.
-Batches of images of different sizes are padded as Detectron2's ``ImageList`` pads them.
+The images of a batch that share one padded size run in one forward pass (padded as Detectron2's
+``ImageList`` pads them), the others in passes of their own, so that each image gets the
+detections it gets alone.
 
 Example::
 
@@ -43,6 +45,7 @@ from detectron2.structures import Boxes, Instances
 
 from .checkpoint import build_checkpointer
 from .config import get_ainnoface_cfg
+from .data import image_io
 from .export import runtimes
 from .export.runner import build_runner, calibration_images
 from .modeling.tta import AInnoFaceWithTTA
@@ -210,14 +213,17 @@ class FaceDetector:
         """Faces in one image.
 
         Args:
-            image: ``HxWx3`` uint8 array (``HxW`` grayscale is accepted too).
+            image: ``HxWx3`` uint8 array (``HxW`` grayscale is accepted too; uint16 becomes
+                8-bit by its high byte; other types are refused:
+                :mod:`ainnoface_d2.data.image_io`). Above ``TEST.FACE.MAX_IMAGE_PIXELS`` it is
+                detected on a shrunk copy (a logged line); the boxes are in its own pixels.
             format: channel order of ``image``: "BGR" (OpenCV) or "RGB" (PIL, matplotlib).
 
         Returns:
             dict with ``boxes`` (N x 4 float32 XYXY, original image pixels) and ``scores`` (N
             float32), sorted by decreasing score, scores >= ``confidence_threshold``.
         """
-        return self.detect_many([image], batch_size=1, format=format)[0]
+        return _as_dict(self._predict([image], format)[0])
 
     def predict_instances(self, image: np.ndarray, format: str = "BGR") -> Instances:
         """Like ``__call__`` but returns the thresholded, sorted ``Instances`` on the CPU."""
@@ -231,26 +237,21 @@ class FaceDetector:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         results = []
         for start in range(0, len(images), batch_size):
-            for inst in self._predict(images[start : start + batch_size], format):
-                results.append(
-                    {
-                        "boxes": inst.pred_boxes.tensor.numpy().astype(np.float32),
-                        "scores": inst.scores.numpy().astype(np.float32),
-                    }
-                )
+            for inst in self._predict(images[start : start + batch_size], format, start):
+                results.append(_as_dict(inst))
         return results
 
-    def _to_model_input(self, image: np.ndarray, format: str) -> dict:
-        image = np.asarray(image)
-        if image.ndim == 2:
-            image = np.repeat(image[:, :, None], 3, axis=2)
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"Expected an HxWx3 (or HxW) image, got shape {image.shape}.")
+    def _to_model_input(self, image: np.ndarray, format: str, what: str = "image") -> dict:
+        # uint8 (or uint16, by its high byte) HxWx3 / HxW; the rest refused: image_io.
+        image = image_io.as_uint8_image(image, what)
         if format not in ("RGB", "BGR"):
             raise ValueError(f"format must be 'RGB' or 'BGR', got {format!r}.")
         if format != self.input_format:
             image = image[:, :, ::-1]
         height, width = image.shape[:2]
+        # Shrunk above TEST.FACE.MAX_IMAGE_PIXELS; "height"/"width" keep the original size, to
+        # which detector_postprocess maps the boxes back.
+        image = image_io.limit_image_pixels(image, self.cfg.TEST.FACE.MAX_IMAGE_PIXELS, what)
         if self.aug is not None:
             image = self.aug.get_transform(image).apply_image(image)
         tensor = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)).astype("float32"))
@@ -272,10 +273,22 @@ class FaceDetector:
         )
         return batch, inputs
 
-    def _predict(self, images: Sequence[np.ndarray], format: str) -> list:
-        inputs = [self._to_model_input(image, format) for image in images]
+    def _predict(self, images: Sequence[np.ndarray], format: str, first: int | None = None):
+        """Thresholded, sorted Instances; ``first``: index of ``images[0]`` in the caller's
+        list, for the messages (None: a single image)."""
+        names = [f"images[{first + i}]" for i in range(len(images))] if first is not None else []
+        names = names or ["image"] * len(images)
+        inputs = [self._to_model_input(im, format, name) for im, name in zip(images, names)]
+        # One forward pass per padded size: padding an image to a larger batch canvas changes
+        # what the network sees (group norm statistics, features near the borders), so images
+        # of other padded sizes run apart and each gets the detections it gets alone.
+        divisibility = getattr(getattr(self.network, "backbone", None), "size_divisibility", 1)
+        sizes = [tuple(x["image"].shape[-2:]) for x in inputs]
+        outputs = [None] * len(inputs)
         with torch.no_grad(), self._autocast():
-            outputs = [out["instances"] for out in self.model(inputs)]
+            for group in runtimes.padded_size_groups(sizes, divisibility):
+                for i, out in zip(group, self.model([inputs[i] for i in group])):
+                    outputs[i] = out["instances"]
         results = []
         for inst in outputs:
             inst = inst.to("cpu")
@@ -283,6 +296,13 @@ class FaceDetector:
             inst = inst[inst.scores >= self.confidence_threshold]
             results.append(inst[torch.argsort(inst.scores, descending=True, stable=True)])
         return results
+
+
+def _as_dict(inst: Instances) -> dict:
+    return {
+        "boxes": inst.pred_boxes.tensor.numpy().astype(np.float32),
+        "scores": inst.scores.numpy().astype(np.float32),
+    }
 
 
 class _GraphModel:
@@ -299,8 +319,8 @@ class _GraphModel:
 
     def __call__(self, inputs):
         images = [np.asarray(x["image"], dtype=np.float32) for x in inputs]
-        batch, _ = runtimes.pad_batch(images, self.pixel_mean)
-        num, boxes, scores, classes = self.runner(batch)[:4]
+        batch, sizes = runtimes.pad_batch(images, self.pixel_mean)
+        num, boxes, scores, classes = self.runner(batch, sizes)[:4]
         outputs = []
         for i, (x, image) in enumerate(zip(inputs, images)):
             n, (h, w) = int(num[i]), image.shape[-2:]

@@ -14,8 +14,12 @@ Detectron2's ``Visualizer`` and videos with ``VideoVisualizer``. Examples::
     python tools/demo.py --config-file ... --input photos/ --backend openvino --precision bf16
 
 ``--input`` takes files, glob patterns and folders (searched recursively for image files; the
-drawings keep the folder's sub-paths under ``--output``). Files that cannot be read as images are
-reported by name and skipped; the number skipped is reported at the end. Without ``--output``
+drawings keep the folder's sub-paths under ``--output``). Files that cannot be read as images
+(among them images above Pillow's decompression-bomb limit, ``PIL.Image.MAX_IMAGE_PIXELS``) are
+reported by name and skipped; the number skipped is reported at the end. 16-bit images are read
+by their high byte (:mod:`ainnoface_d2.data.image_io`); images above
+``TEST.FACE.MAX_IMAGE_PIXELS`` are detected on a shrunk copy. An ``--output`` that would put a
+drawing onto an input file is refused before anything runs. Without ``--output``
 the drawings are shown in a window (this needs an OpenCV build with GUI support). On the CPU it
 calls :func:`ainnoface_d2.runtime.tune_cpu_allocator` (``AINNOFACE_TUNE_MALLOC=0`` opts out).
 """
@@ -30,6 +34,7 @@ from pathlib import Path
 
 import ainnoface_d2
 from ainnoface_d2.cli import run_cli
+from ainnoface_d2.data.image_io import read_image
 from ainnoface_d2.file_io import write_image
 from ainnoface_d2.predictor import FaceDetector
 from ainnoface_d2.runtime import tune_cpu_allocator
@@ -38,7 +43,6 @@ from ainnoface_d2.size_protocol import add_protocol_arguments
 import cv2
 import tqdm
 from detectron2.data import MetadataCatalog
-from detectron2.data.detection_utils import read_image
 from detectron2.utils.video_visualizer import VideoVisualizer
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
@@ -184,6 +188,29 @@ def _output_path(output: Path, name: Path, single: bool, default_suffix: str) ->
     return target
 
 
+def _file_id(path: Path):
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def check_no_overwrite(targets, inputs, parser):
+    """Refuse (one line, exit 2) when a drawing would go onto an input file: by path, or by
+    link (the same file under another name)."""
+    by_path = {Path(p).resolve(): p for p in inputs}
+    by_id = {_file_id(Path(p)): p for p in inputs}
+    by_id.pop(None, None)
+    for target in targets:
+        source = by_path.get(target.resolve()) or by_id.get(_file_id(target))
+        if source is not None:
+            parser.error(
+                f"--output: the drawing of {source} would overwrite the input file {target}; "
+                "choose an --output folder outside the input's"
+            )
+
+
 def _show(image, wait_ms: int) -> bool:
     """Show a drawing; False when the user pressed Esc (``wait_ms`` 0: wait for a key)."""
     try:
@@ -205,8 +232,10 @@ def run_images(demo, images, output):
     for path, name in tqdm.tqdm(images, disable=single, desc="images", unit="img"):
         try:
             image = read_image(str(path), format="BGR")
-        except (OSError, ValueError, SyntaxError) as e:
-            logger.warning("%s: cannot read this image (%s); skipped.", path, e)
+        except Exception as e:  # any decoder failure, PIL's DecompressionBombError included
+            logger.warning(
+                "%s: cannot read this image (%s: %s); skipped.", path, type(e).__name__, e
+            )
             skipped.append(path)
             continue
         start = time.perf_counter()
@@ -269,6 +298,13 @@ def main(argv=None) -> int:
     if args.video_input and not os.path.isfile(args.video_input):
         parser.error(f"--video-input: no such file: {args.video_input}")
     output = Path(args.output) if args.output else None
+    if output is not None and images is not None:
+        single = len(images) == 1
+        targets = [_output_path(output, name, single, ".jpg") for _, name in images]
+        check_no_overwrite(targets, [path for path, _ in images], parser)
+    if output is not None and args.video_input:
+        name = Path(Path(args.video_input).stem + ".mp4")
+        check_no_overwrite([_output_path(output, name, True, ".mp4")], [args.video_input], parser)
 
     detector = FaceDetector(
         args.config_file,
@@ -303,6 +339,11 @@ def main(argv=None) -> int:
         if output is not None:
             target = _output_path(output, Path(Path(args.video_input).stem + ".mp4"), True, ".mp4")
         frames = run_video(demo, capture, target, fps, total, show=output is None)
+        if frames == 0:
+            raise SystemExit(
+                f"{args.video_input}: OpenCV opened this video but read no frame from it; "
+                "nothing written"
+            )
         logger.info("%s: %d frame(s) drawn", args.video_input, frames)
         if target is not None:
             logger.info("Wrote %s", target)

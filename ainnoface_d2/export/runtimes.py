@@ -1,7 +1,9 @@
 """Runtimes for the exported graph: ONNX Runtime and OpenVINO, in fp32, bf16, int8 or fp16.
 
-Each runtime takes a padded float32 batch ``(N, 3, H, W)`` (see :func:`pad_batch`) and returns
-the graph's four outputs as numpy arrays (see :mod:`ainnoface_d2.export.graph`).
+Each runtime takes a padded batch ``(N, 3, H, W)`` (see :func:`pad_batch`; uint8, uint16 by its
+high byte, or float pixel values in [0, 255]: :mod:`ainnoface_d2.data.image_io`) and returns the
+graph's four outputs as numpy arrays (see :mod:`ainnoface_d2.export.graph`), with each image's
+boxes clipped to its own size when the sizes are given.
 
 Precision routes (``precision=``):
 
@@ -25,6 +27,7 @@ import tempfile
 
 import numpy as np
 
+from ..data import image_io
 from ..runtime import cpu_bf16_native
 
 __all__ = [
@@ -33,8 +36,10 @@ __all__ = [
     "OnnxRuntimeRunner",
     "OpenVINORunner",
     "check_model_file",
+    "clip_to_sizes",
     "is_quantized",
     "pad_batch",
+    "padded_size_groups",
     "quantize_onnx",
     "resolve_precision",
 ]
@@ -92,16 +97,24 @@ def resolve_precision(backend, precision, device="cpu"):
 
 
 def pad_batch(images, pixel_mean):
-    """Stack ``CxHxW`` float32 arrays of different sizes into one ``(N, 3, Hmax, Wmax)`` batch.
+    """Stack ``CxHxW`` pixel arrays of different sizes into one ``(N, 3, Hmax, Wmax)`` float32
+    batch.
 
     The padding holds the pixel mean, which the graph normalises to 0: the same batch as
-    Detectron2's ``ImageList`` (zero padding after normalisation). Returns the batch and the
-    (height, width) of every image.
+    Detectron2's ``ImageList`` (zero padding after normalisation). Images take the dtypes of
+    :func:`ainnoface_d2.data.image_io.as_pixel_batch` (uint8, uint16 by its high byte, float
+    pixel values in [0, 255]). Returns the batch and the (height, width) of every image, which
+    the runners take to clip each image's boxes to its own area.
+
+    Images whose padded sizes differ (:func:`padded_size_groups`) do not get exactly the
+    detections they get alone: the larger canvas changes what the network sees near the borders
+    and, with group norm, everywhere.
     """
     if len(images) == 0:
         raise ValueError("expected at least one image, got an empty batch")
     sizes = []
     for i, image in enumerate(images):
+        image = np.asarray(image)
         if image.ndim != 3 or image.shape[0] != 3:
             raise ValueError(f"image {i}: expected a 3xHxW array, got shape {image.shape}")
         sizes.append(image.shape[1:])
@@ -110,15 +123,45 @@ def pad_batch(images, pixel_mean):
     mean = np.asarray(pixel_mean, dtype=np.float32).reshape(1, 3, 1, 1)
     batch = np.broadcast_to(mean, (len(images), 3, h, w)).copy()
     for i, image in enumerate(images):
-        batch[i, :, : image.shape[1], : image.shape[2]] = image
+        pixels = image_io.as_pixel_batch(np.asarray(image)[None], f"image {i}")[0]
+        batch[i, :, : image.shape[1], : image.shape[2]] = pixels
     return batch, sizes
 
 
+def padded_size_groups(sizes, divisibility=1):
+    """Indices of ``sizes`` ((height, width) pairs) grouped by their size padded up to a
+    multiple of ``divisibility``, in order of first appearance: the images that can share one
+    forward pass and still get exactly the detections they get alone."""
+    d = max(int(divisibility or 1), 1)
+    groups = {}
+    for i, (h, w) in enumerate(sizes):
+        groups.setdefault((-(-int(h) // d) * d, -(-int(w) // d) * d), []).append(i)
+    return list(groups.values())
+
+
+def clip_to_sizes(outputs, sizes):
+    """The graph's four outputs with each image's boxes clipped to its own (height, width) and
+    those left empty dropped (``num_detections`` lowered, the rest moved to the front): in a
+    padded batch the graph can only clip to the batch's size."""
+    num, boxes, scores, classes = (np.array(o) for o in outputs[:4])
+    if len(sizes) != len(num):
+        raise ValueError(f"{len(sizes)} image sizes for a batch of {len(num)} images")
+    for i, (h, w) in enumerate(sizes):
+        n = int(num[i])
+        b = boxes[i, :n]
+        b[:, 0::2] = b[:, 0::2].clip(0, w)
+        b[:, 1::2] = b[:, 1::2].clip(0, h)
+        keep = np.flatnonzero((b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1]))
+        for array in (boxes, scores, classes):
+            kept = array[i, keep].copy()
+            array[i, :n] = 0
+            array[i, : len(keep)] = kept
+        num[i] = len(keep)
+    return [num, boxes, scores, classes, *outputs[4:]]
+
+
 def _check_input(batch):
-    if batch.ndim != 4 or batch.shape[1] != 3:
-        raise ValueError(f"expected a (N, 3, H, W) batch, got shape {batch.shape}")
-    if batch.shape[0] == 0:
-        raise ValueError("expected at least one image, got an empty batch")
+    return image_io.as_pixel_batch(batch)
 
 
 def check_model_file(path):
@@ -153,11 +196,16 @@ class OnnxRuntimeRunner:
         self.input_name = self.session.get_inputs()[0].name
         self.input_type = self.session.get_inputs()[0].type
 
-    def __call__(self, batch):
-        _check_input(batch)
+    def __call__(self, batch, sizes=None):
+        """The graph's outputs for a ``(N, 3, H, W)`` batch (:func:`pad_batch`); with ``sizes``
+        (each image's height and width) the boxes are clipped to them (:func:`clip_to_sizes`)."""
+        batch = _check_input(batch)
         if self.input_type == "tensor(uint8)":
             batch = np.clip(np.rint(batch), 0, 255).astype(np.uint8)
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch)})
+        else:
+            batch = batch.astype(np.float32, copy=False)
+        outputs = self.session.run(None, {self.input_name: np.ascontiguousarray(batch)})
+        return outputs if sizes is None else clip_to_sizes(outputs, sizes)
 
 
 class OpenVINORunner:
@@ -174,12 +222,16 @@ class OpenVINORunner:
         self.request = self.compiled.create_infer_request()
         self.input_type = self.compiled.inputs[0].get_element_type().get_type_name()
 
-    def __call__(self, batch):
-        _check_input(batch)
+    def __call__(self, batch, sizes=None):
+        """As :meth:`OnnxRuntimeRunner.__call__`."""
+        batch = _check_input(batch)
         if self.input_type == "u8":
             batch = np.clip(np.rint(batch), 0, 255).astype(np.uint8)
+        else:
+            batch = batch.astype(np.float32, copy=False)
         result = self.request.infer({0: np.ascontiguousarray(batch)})
-        return [np.asarray(result[out]) for out in self.compiled.outputs]
+        outputs = [np.asarray(result[out]) for out in self.compiled.outputs]
+        return outputs if sizes is None else clip_to_sizes(outputs, sizes)
 
 
 def is_quantized(path):
