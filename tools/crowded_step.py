@@ -16,6 +16,9 @@ pass at the original size; ``multiscale``: SRN's copies up to L = TEST.AUG.FACE.
 voting), with the classification biases set so that every anchor scores as a face: each level
 passes its full ``TOPK_CANDIDATES_TEST`` candidates, the worst case of a crowded image.
 
+Matching alone (``--mode match``): ``label_anchors`` of both steps on the training layouts, the
+time and the memory it adds to the process.
+
 Every measurement runs in a fresh process (``--steps`` steps, the time of the last is reported;
 peak RSS is the process's VmHWM, model included). ``--code`` measures another checkout's
 ``ainnoface_d2`` with the same layouts.
@@ -88,6 +91,52 @@ def _saturate(model):
             head.stc_score.bias.fill_(12.0)
 
 
+def _instances(size, boxes, ignore, keep_ignored):
+    import torch
+    from detectron2.structures import Boxes, Instances
+
+    b = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4).clamp(0, size)
+    inst = Instances((size, size))
+    inst.gt_boxes = Boxes(b)
+    inst.gt_classes = torch.zeros(len(b), dtype=torch.int64)
+    if keep_ignored:
+        inst.gt_ignore = torch.tensor(ignore, dtype=torch.bool)
+        return inst
+    return inst[~torch.tensor(ignore, dtype=torch.bool)]
+
+
+def _rss_gb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+def _match_only(model, inst, size, steps):
+    """Times of ``label_anchors`` alone (both steps, STR levels refined by random deltas) and
+    the memory it adds above the process's resident set before it."""
+    import torch
+
+    strides = [2 ** int(f[1:]) for f in model.head_in_features[model.num_levels :]]
+    feats = [torch.zeros(1, 1, math.ceil(size / s), math.ceil(size / s)) for s in strides]
+    anchors = model.anchors(feats)
+    g = torch.Generator().manual_seed(0)
+    refined = [
+        anchors[lvl].tensor.unsqueeze(0) + 4 * torch.randn(1, len(anchors[lvl]), 4, generator=g)
+        for lvl in model.str_levels
+    ]
+    times = []
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = _rss_gb()
+    for _ in range(steps):
+        t = time.perf_counter()
+        model.label_anchors(anchors, refined, [inst])
+        times.append(time.perf_counter() - t)
+    return times, {"added_peak_gb": _peak_rss_gb() - before}
+
+
 def run_one(args, layout):
     """The measurement of one layout in this process, as a dict."""
     import ainnoface_d2  # noqa: F401
@@ -95,7 +144,6 @@ def run_one(args, layout):
 
     import torch
     from detectron2.modeling import build_model
-    from detectron2.structures import Boxes, Instances
     from detectron2.utils.events import EventStorage
 
     name, (height, width), boxes, ignore = layout
@@ -105,14 +153,7 @@ def run_one(args, layout):
     times = []
     if args.mode == "train":
         size = cfg.INPUT.FACE.TRAIN_SIZE
-        b = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4).clamp(0, size)
-        inst = Instances((size, size))
-        inst.gt_boxes = Boxes(b)
-        inst.gt_classes = torch.zeros(len(b), dtype=torch.int64)
-        if cfg.INPUT.FACE.IGNORE_REGIONS:
-            inst.gt_ignore = torch.tensor(ignore, dtype=torch.bool)
-        else:
-            inst = inst[~torch.tensor(ignore, dtype=torch.bool)]
+        inst = _instances(size, boxes, ignore, cfg.INPUT.FACE.IGNORE_REGIONS)
         image = torch.randint(0, 256, (3, size, size), dtype=torch.uint8)
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
@@ -124,6 +165,11 @@ def run_one(args, layout):
                 sum(losses.values()).backward()
                 opt.step()
                 times.append(time.perf_counter() - t)
+        count = len(inst)
+    elif args.mode == "match":
+        size = cfg.INPUT.FACE.TRAIN_SIZE
+        inst = _instances(size, boxes, ignore, cfg.INPUT.FACE.IGNORE_REGIONS)
+        times, extra = _match_only(model, inst, size, args.steps)
         count = len(inst)
     else:
         from ainnoface_d2.modeling.tta import AInnoFaceWithTTA
@@ -139,6 +185,7 @@ def run_one(args, layout):
                 times.append(time.perf_counter() - t)
         count = len(out[0]["instances"])
     return {
+        **(extra if args.mode == "match" else {}),
         "image": name,
         "size": [height, width],
         "boxes": len(boxes),
@@ -153,7 +200,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--wider-root", required=True, help="holds wider_face_split/*_bbx_gt.txt")
     p.add_argument("--config-file", default=DEFAULT_CONFIG)
-    p.add_argument("--mode", choices=("train", "test"), default="train")
+    p.add_argument("--mode", choices=("train", "test", "match"), default="train")
     p.add_argument("--protocol", choices=("original", "multiscale"), default="original")
     p.add_argument("--layouts", default=None, help="comma list: ordinary, crowded, top<K>")
     p.add_argument("--steps", type=int, default=2, help="steps per process; the last is timed")
@@ -162,7 +209,7 @@ def main(argv=None):
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides")
     args = p.parse_args(argv)
-    split = "train" if args.mode == "train" else "val"
+    split = "val" if args.mode == "test" else "train"
     if not os.path.isfile(_wider_file(args.wider_root, split)):
         p.error(f"{_wider_file(args.wider_root, split)} not found")
     which = (args.layouts or ("ordinary,crowded" if split == "train" else "top3")).split(",")
@@ -187,6 +234,10 @@ def main(argv=None):
 
 def _table(results, args):
     what = "detections" if args.mode == "test" else "boxes used"
+    if args.mode == "match":
+        what = "+peak GB"
+        for r in results:
+            r["count"] = round(r["added_peak_gb"], 2)
     print(f"\n{args.mode} ({args.protocol if args.mode == 'test' else 'one step'}), {args.code}")
     print(f"{'image':<58} {'size':>10} {'valid':>6} {what:>10} {'peak RSS GB':>12} {'s':>7}")
     for r in results:
