@@ -5,7 +5,7 @@
         --output output/rehearsal
 
 ``--wider-files`` holds the real annotation files (``wider_face_split/wider_face_{train,val}_
-bbx_gt.txt`` and the official ``ground_truth/*.mat``). For every annotated image a stand-in is
+bbx_gt.txt`` and the official ``[eval_tools/]ground_truth/*.mat``). For every annotated image a stand-in is
 rendered: faces of the built-in generator (``skimage``'s LFW crops) pasted at the annotated boxes on
 a noise background. WIDER images are 1024 px wide; their heights are not in the annotation files,
 so each image is as tall as its boxes need, at least 683 px (the most common WIDER height). Then,
@@ -139,16 +139,23 @@ def render_split(wider_files, root, split, limit, seed):
     return len(blocks), sum(len(b) for _, _, b in blocks)
 
 
+def _gt_dir(wider_files):
+    """The official ground truth: ``ground_truth/`` or ``eval_tools/ground_truth/``."""
+    for sub in ("ground_truth", os.path.join("eval_tools", "ground_truth")):
+        if os.path.isdir(os.path.join(wider_files, sub)):
+            return os.path.join(wider_files, sub)
+    return None
+
+
 def prepare(args, report):
     from ainnoface_d2.data.wider_face import convert_wider_face
 
     root = os.path.join(args.output, "wider_face")
     gt_dir = os.path.join(root, "eval_tools", "ground_truth")
     os.makedirs(gt_dir, exist_ok=True)
-    for name in os.listdir(os.path.join(args.wider_files, "ground_truth")):
-        shutil.copyfile(
-            os.path.join(args.wider_files, "ground_truth", name), os.path.join(gt_dir, name)
-        )
+    src = _gt_dir(args.wider_files)
+    for name in os.listdir(src):
+        shutil.copyfile(os.path.join(src, name), os.path.join(gt_dir, name))
     for split, limit in (("train", args.train_images), ("val", args.val_images)):
         t = time.perf_counter()
         images, boxes = render_split(args.wider_files, root, split, limit, seed=args.seed)
@@ -311,7 +318,9 @@ def evaluate_preds(args, root, preds, report):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--wider-files", required=True, help="wider_face_split/ and ground_truth/")
+    p.add_argument(
+        "--wider-files", required=True, help="wider_face_split/, [eval_tools/]ground_truth/"
+    )
     p.add_argument("--output", default=os.path.join(REPO, "output", "rehearsal"))
     p.add_argument("--train-images", type=int, help="only the first N train images")
     p.add_argument("--val-images", type=int, help="only the first N val images")
@@ -331,9 +340,9 @@ def main(argv=None):
     p.add_argument("opts", nargs=argparse.REMAINDER, help="overrides of the train config")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for sub in ("wider_face_split", "ground_truth"):
-        if not os.path.isdir(os.path.join(args.wider_files, sub)):
-            p.error(f"{os.path.join(args.wider_files, sub)} not found")
+    split_dir = os.path.join(args.wider_files, "wider_face_split")
+    if not os.path.isdir(split_dir) or _gt_dir(args.wider_files) is None:
+        p.error(f"{args.wider_files} needs wider_face_split/ and [eval_tools/]ground_truth/")
     from ainnoface_d2.data.datasets import register_wider_face_splits
 
     from detectron2.data import DatasetCatalog
