@@ -5,10 +5,10 @@
         --output output/rehearsal
 
 ``--wider-files`` holds the real annotation files (``wider_face_split/wider_face_{train,val}_
-bbx_gt.txt`` and the official ``[eval_tools/]ground_truth/*.mat``). For every annotated image a stand-in is
-rendered: faces of the built-in generator (``skimage``'s LFW crops) pasted at the annotated boxes on
-a noise background. WIDER images are 1024 px wide; their heights are not in the annotation files,
-so each image is as tall as its boxes need, at least 683 px (the most common WIDER height). Then,
+bbx_gt.txt`` and the official ``[eval_tools/]ground_truth/*.mat``). For every annotated image a
+stand-in is rendered: faces of the built-in generator (``skimage``'s LFW crops) pasted at the
+annotated boxes on a noise background. WIDER images are 1024 px wide; their heights are not in the
+annotation files, so each image is as tall as its boxes need, at least 683 px. Then,
 each stage timed:
 
 1. the real converter (``ainnoface_d2.data.wider_face``) writes the COCO files;
