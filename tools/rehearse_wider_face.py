@@ -343,6 +343,10 @@ def main(argv=None):
     split_dir = os.path.join(args.wider_files, "wider_face_split")
     if not os.path.isdir(split_dir) or _gt_dir(args.wider_files) is None:
         p.error(f"{args.wider_files} needs wider_face_split/ and [eval_tools/]ground_truth/")
+    if os.path.realpath(os.path.join(args.output, "wider_face")) == os.path.realpath(
+        args.wider_files
+    ):
+        p.error("--output/wider_face is --wider-files: the stand-ins would overwrite its files")
     from ainnoface_d2.data.datasets import register_wider_face_splits
 
     from detectron2.data import DatasetCatalog
