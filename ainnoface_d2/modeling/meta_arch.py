@@ -33,7 +33,7 @@ from detectron2.modeling.anchor_generator import build_anchor_generator
 from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.modeling.matcher import Matcher
 from detectron2.modeling.meta_arch.dense_detector import DenseDetector, permute_to_N_HWA_K
-from detectron2.structures import Boxes, ImageList, Instances, pairwise_ioa, pairwise_iou
+from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils.events import get_event_storage
 from fvcore.nn import sigmoid_focal_loss_jit
 from torch import Tensor, nn
@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from .head import AInnoFaceHead
 from .inference import decode_detections
 from .losses import iou_loss
+from .matching import match_anchors
 
 __all__ = ["AInnoFace", "AnchorTargets"]
 
@@ -331,19 +332,23 @@ class AInnoFace(DenseDetector):
         out = ([], [], [], [])
         for img, gt in enumerate(gt_instances):
             faces, ignored = _split_ignored(gt)
-            overlaps = _Overlaps(faces.gt_boxes, ignored.gt_boxes, all_anchors)
-            step1 = self._match(self.step1_matcher, faces, overlaps)
+            gt_boxes = Boxes.cat([faces.gt_boxes, ignored.gt_boxes]).tensor
+            step1 = self._match(
+                self.step1_matcher, faces, gt_boxes, len(ignored), all_anchors.tensor
+            )
+            step2_anchors = all_anchors.tensor.clone()
             for lvl, boxes in zip(self.str_levels, refined):
-                overlaps.replace(levels[lvl], Boxes(boxes[img]))
-            step2 = self._match(self.step2_matcher, faces, overlaps)
+                step2_anchors[levels[lvl]] = boxes[img]
+            step2 = self._match(self.step2_matcher, faces, gt_boxes, len(ignored), step2_anchors)
             for lst, x in zip(out, step1 + step2):
                 lst.append(x)
         return AnchorTargets(*(torch.stack(x) for x in out))
 
-    def _match(self, matcher: Matcher, faces: Instances, overlaps: "_Overlaps"):
-        """(labels (R,), boxes (R, 4)) of one image for one step."""
+    def _match(self, matcher: Matcher, faces: Instances, gt_boxes, num_ignored, anchors):
+        """(labels (R,), boxes (R, 4)) of one image for one step; ``gt_boxes``: the faces, then
+        ``num_ignored`` ignore boxes."""
         num_faces = len(faces)
-        matched_idxs, match_labels = matcher(overlaps.iou)
+        matched_idxs, match_labels, iof = match_anchors(matcher, gt_boxes, anchors, num_ignored)
         labels = torch.full_like(matched_idxs, self.num_classes)
         boxes = torch.zeros(len(matched_idxs), 4, device=matched_idxs.device)
         if num_faces > 0:
@@ -353,9 +358,9 @@ class AInnoFace(DenseDetector):
             boxes = faces.gt_boxes.tensor[face_idxs]
         labels[match_labels == 0] = self.num_classes
         labels[match_labels == -1] = -1
-        if overlaps.num_ignored:
+        if num_ignored:
             labels[(match_labels == 1) & (matched_idxs >= num_faces)] = -1
-            covered = overlaps.iof >= self.ignore_iof_thresh
+            covered = iof >= self.ignore_iof_thresh
             labels[(labels == self.num_classes) & covered] = -1
         return labels, boxes
 
@@ -438,25 +443,3 @@ def _split_ignored(gt: Instances) -> Tuple[Instances, Instances]:
     if not gt.has("gt_ignore"):
         return gt, gt[torch.zeros(len(gt), dtype=torch.bool, device=gt.gt_boxes.device)]
     return gt[~gt.gt_ignore], gt[gt.gt_ignore]
-
-
-class _Overlaps:
-    """IoU of every anchor with the faces and ignore boxes (rows: faces, then ignore boxes) and
-    each anchor's largest intersection-over-anchor-area with an ignore box."""
-
-    def __init__(self, faces: Boxes, ignored: Boxes, anchors: Boxes):
-        self.faces, self.ignored = faces, ignored
-        self.num_ignored = len(ignored)
-        self.iou = pairwise_iou(Boxes.cat([faces, ignored]), anchors)
-        self.iof = self._iof(anchors)
-
-    def _iof(self, anchors: Boxes):
-        if not self.num_ignored:
-            return None
-        return pairwise_ioa(self.ignored, anchors).amax(dim=0)
-
-    def replace(self, columns: slice, anchors: Boxes):
-        """Use ``anchors`` for the anchors in ``columns`` (the refined anchors of a level)."""
-        self.iou[:, columns] = pairwise_iou(Boxes.cat([self.faces, self.ignored]), anchors)
-        if self.num_ignored:
-            self.iof[columns] = self._iof(anchors)
