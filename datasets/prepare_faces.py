@@ -10,7 +10,7 @@
 
 It writes ``$DETECTRON2_DATASETS/<name>/annotations/<name>_<split>.json`` and the manifest
 ``faces_dataset.json`` (the images stay where they are); the layouts and what is read from each
-are in ``datasets/README.md`` and :mod:`ainnoface_d2.data.face_formats`.
+are described in :mod:`ainnoface_d2.data.face_formats`.
 """
 
 import argparse

@@ -479,7 +479,14 @@ def build_faces_coco(images, image_root, *, skip_missing=False, description=""):
     """The COCO dict of :class:`FaceImage` s whose files are under ``image_root``, and its
     :class:`FacesStats`. Missing or unreadable images raise ``FileNotFoundError`` naming them
     (``skip_missing``: logged, counted and left out); a stated size that differs from the
-    image's raises :class:`FaceFormatError`."""
+    image's raises :class:`FaceFormatError`.
+
+    Every image is written (``file_name`` relative to ``image_root``, the size read from it), and
+    per box an annotation with ``category_id`` 1 (``face``), ``bbox`` ``[x, y, w, h]`` clipped to
+    the image, ``area``, ``iscrowd`` (1 for an ignore region) and the WIDER FACE evaluator's
+    fields: ``wider_index`` (its position in the image), ``wider_bbox`` (the box with its corners
+    rounded to whole pixels, as the protocol's integer ground truth) and ``wider_all`` (a face,
+    not an ignore region)."""
     image_root = _fmt(image_root)
     _check_keys(images, image_root)
     stats = FacesStats(images=len(images))

@@ -5,7 +5,7 @@ or WIDER FACE annotations (:mod:`.face_formats`), registered as ``<name>_<split>
 A dataset ``<name>`` lives in ``$DETECTRON2_DATASETS/<name>/``::
 
     faces_dataset.json               the manifest: one entry per split written
-    annotations/<name>_<split>.json  COCO JSON (schema in datasets/README.md)
+    annotations/<name>_<split>.json  COCO JSON (fields: face_formats.build_faces_coco)
 
 The images stay where they are: the manifest records their folder (relative to the dataset folder
 when they are inside it, so that the dataset can be moved with them). Registration reads the
@@ -161,7 +161,7 @@ def _load(name, json_file, image_root):
     if not os.path.isfile(json_file):
         raise FileNotFoundError(
             f"Dataset '{name}': {json_file} does not exist. Write it again with "
-            "datasets/prepare_faces.py (see datasets/README.md)"
+            "datasets/prepare_faces.py"
         )
     return load_coco_json(json_file, image_root, name, extra_annotation_keys=OWN_ANNOTATION_KEYS)
 
