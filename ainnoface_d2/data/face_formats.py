@@ -267,6 +267,8 @@ def read_yolo(images_dir, labels_dir, class_id=0, ignore_class=None):
     if not os.path.isdir(labels_dir):
         raise FaceFormatError(f"{labels_dir}: YOLO labels must be a folder of .txt files")
     images = _list_images(images_dir)
+    if not images:
+        raise FaceFormatError(f"{images_dir}: no images ({', '.join(IMAGE_EXTENSIONS)})")
     by_stem = {}
     for name in images:
         stem = os.path.splitext(name)[0]
@@ -275,7 +277,10 @@ def read_yolo(images_dir, labels_dir, class_id=0, ignore_class=None):
                 f"{images_dir}: images {by_stem[stem]} and {name} share the label file {stem}.txt"
             )
         by_stem[stem] = name
-    for label in _list_files(labels_dir, ".txt"):
+    labels = _list_files(labels_dir, ".txt")
+    if not labels:
+        raise FaceFormatError(f"{labels_dir}: no .txt label files")
+    for label in labels:
         if label[:-4] not in by_stem and os.path.basename(label) != "classes.txt":
             raise FaceFormatError(
                 f"{os.path.join(labels_dir, label)}: no image {label[:-4]}.<jpg|png|...> "
@@ -507,6 +512,8 @@ def build_faces_coco(images, image_root, *, skip_missing=False, description=""):
         for ann in anns:
             coco_anns.append({"id": len(coco_anns) + 1, "image_id": image_id, **ann})
     stats.images_written = len(coco_images)
+    if coco_images and not coco_anns:
+        logger.warning("No face in any of the %d images: check the annotations.", len(coco_images))
     for what, where in examples.items():
         logger.warning("%d boxes %s, e.g. %s", getattr(stats, what), _EXAMPLE_TEXT[what], where)
     coco = {
