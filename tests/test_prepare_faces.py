@@ -91,6 +91,9 @@ def test_yolo_label_without_image_and_ambiguous_images(tmp_path, small, capsys):
     assert _run(tmp_path, "yolo", labels) == 1
     assert f"{stray}: no image 1--Street/gone." in _error(capsys)
     stray.unlink()
+    (tmp_path / "labels" / "1--Street" / "street_1.txt").write_bytes(b"0 0.5 \xff\n")
+    assert _run(tmp_path, "yolo", labels) == 1
+    assert "street_1.txt: not a UTF-8 text file" in _error(capsys)
     assert _run(tmp_path, "yolo", tmp_path / "images") == 1  # the images folder by mistake
     assert f"{tmp_path / 'images'}: no .txt label files" in _error(capsys)
     Image.new("RGB", (8, 8)).save(tmp_path / "images" / "1--Street" / "street_1.png")

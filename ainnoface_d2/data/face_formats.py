@@ -238,6 +238,14 @@ def _list_files(folder, extension):
     return found
 
 
+def _read_text_lines(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().splitlines()
+    except UnicodeDecodeError as e:
+        raise FaceFormatError(f"{path}: not a UTF-8 text file: {e}") from None
+
+
 def _yolo_line(where, text, class_id, ignore_class):
     """``FaceBox`` of one label line in fractions of the image, ``None`` for another class."""
     fields = text.split()
@@ -290,13 +298,12 @@ def read_yolo(images_dir, labels_dir, class_id=0, ignore_class=None):
     for name in images:
         path = os.path.join(labels_dir, os.path.splitext(name)[0] + ".txt")
         image = FaceImage(name, path, normalised=True)
-        if os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                for lineno, text in enumerate(f, 1):
-                    if text.strip():
-                        box = _yolo_line(f"{path}:{lineno}", text, class_id, ignore_class)
-                        other += box is None
-                        image.boxes += [box] if box is not None else []
+        lines = _read_text_lines(path) if os.path.isfile(path) else []
+        for lineno, text in enumerate(lines, 1):
+            if text.strip():
+                box = _yolo_line(f"{path}:{lineno}", text, class_id, ignore_class)
+                other += box is None
+                image.boxes += [box] if box is not None else []
         out.append(image)
     return out, other
 
