@@ -70,7 +70,7 @@ def _read_manifest(folder):
     return manifest
 
 
-def _split_paths(folder, name, split, entry):
+def _split_paths(folder, entry):
     json_file = os.path.join(folder, entry["json_file"])
     image_root = os.path.join(folder, entry["image_root"])  # an absolute image_root is kept
     return os.path.normpath(json_file), os.path.normpath(image_root)
@@ -175,7 +175,7 @@ def register_own_dataset(folder):
     names = []
     for split, entry in sorted(manifest["splits"].items()):
         dataset = f"{name}_{split}"
-        json_file, image_root = _split_paths(folder, name, split, entry)
+        json_file, image_root = _split_paths(folder, entry)
         if dataset in DatasetCatalog.list():
             registered = MetadataCatalog.get(dataset).get("json_file", None)
             if registered != json_file:
