@@ -76,7 +76,7 @@ def write_coco(records, path, face_name="face", face_id=3):
     return path
 
 
-def write_yolo(records, labels_dir, face_class=0, ignore_class=1, other_class=2):
+def write_yolo(records, labels_dir, face_class=0, ignore_class=1, other_class=2, decimals=6):
     for rec in records:
         w, h = rec["width"], rec["height"]
         path = os.path.join(labels_dir, os.path.splitext(rec["file_name"])[0] + ".txt")
@@ -85,7 +85,7 @@ def write_yolo(records, labels_dir, face_class=0, ignore_class=1, other_class=2)
         boxes = [(*b[:4], ignore_class if b[4] else face_class) for b in rec["boxes"]]
         for x1, y1, x2, y2, cls in boxes + [(*_other_box(rec), other_class)]:
             cx, cy, bw, bh = (x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h
-            lines.append(f"{cls} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}")
+            lines.append(f"{cls} " + " ".join(f"{v:.{decimals}f}" for v in (cx, cy, bw, bh)))
         if rec["boxes"]:  # an image without faces has no label file, as YOLO tools write it
             with open(path, "w", encoding="utf-8") as f:
                 f.write("\n".join(lines) + "\n")
