@@ -9,7 +9,13 @@ import subprocess
 import sys
 
 import ainnoface_d2  # noqa: F401
-from ainnoface_d2.data.face_formats import FaceFormatError, read_coco, read_voc, read_yolo
+from ainnoface_d2.data.face_formats import (
+    FaceFormatError,
+    build_faces_coco,
+    read_coco,
+    read_voc,
+    read_yolo,
+)
 from ainnoface_d2.data.own_datasets import MANIFEST, register_own_datasets
 from ainnoface_d2.evaluation import WiderFaceEvaluator
 
@@ -201,3 +207,18 @@ def test_voc_pixel_convention_and_missing_filename(tmp_path):
     assert out[0].file_name == "ev/a.png"  # no <filename>: the image of the same stem
     b = out[0].boxes[0]
     assert (b.x1, b.y1, b.x2, b.y2, b.ignore) == (0, 1, 10, 20.5, False)
+
+
+def test_border_boxes_from_rounded_decimals_are_not_counted_as_clipped(tmp_path):
+    """x2 = 2/3 + 1/3 written with 10 decimals ends 1.5e-10 px beyond a 3-px-wide image: clipped
+    to it exactly, but not counted; 0.01 px beyond is."""
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    make_dataset(images, [("ev/a.jpg", 3, 3, [])])
+    (labels / "ev").mkdir(parents=True)
+    (labels / "ev" / "a.txt").write_text(
+        "0 0.6666666667 0.5 0.6666666667 0.5\n0 0.5033333333 0.5 0.9999999999 0.5\n"
+    )
+    images_list, _ = read_yolo(images, labels)
+    coco, stats = build_faces_coco(images_list, images)
+    assert [a["bbox"][0] + a["bbox"][2] for a in coco["annotations"]] == [3.0, 3.0]
+    assert stats.clipped == 1

@@ -57,6 +57,9 @@ FORMATS = ("coco", "yolo", "voc", "wider")
 ALL_FACES = ("all",)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 _INVALID = ATTRIBUTE_NAMES.index("invalid")
+# Normalised coordinates written as decimals put a box that ends at the image border a hair
+# beyond it: such boxes are clipped without being counted as reaching outside (pixels).
+_CLIP_TOLERANCE = 1e-3
 
 
 class FaceFormatError(ValueError):
@@ -459,7 +462,8 @@ def _annotations(image, size, stats, examples):
             stats.outside += 1
             examples.setdefault("outside", box.where)
             continue
-        if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2):
+        moved = max(abs(a - b) for a, b in zip((cx1, cy1, cx2, cy2), (x1, y1, x2, y2)))
+        if moved > _CLIP_TOLERANCE:
             stats.clipped += 1
             examples.setdefault("clipped", box.where)
         bbox = [cx1, cy1, cx2 - cx1, cy2 - cy1]
