@@ -16,6 +16,7 @@ import os
 from collections import OrderedDict
 
 import numpy as np
+from detectron2.data import MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from tabulate import tabulate
@@ -84,6 +85,10 @@ def gt_from_dataset_dicts(dataset_dicts, dataset_name="<dataset>", settings=SETT
 class WiderFaceEvaluator(DatasetEvaluator):
     """Detectron2 evaluator: WIDER FACE easy / medium / hard AP of a registered val split.
 
+    A dataset whose metadata has ``wider_face_settings`` is scored in those settings instead
+    (``("all",)`` for the datasets of ``datasets/prepare_faces.py``: every face that is not an
+    ignore region).
+
     ``evaluate`` returns ``{"wider_face": {"AP_easy", "AP_medium", "AP_hard"}}`` in percent, logs
     them in a table beside the dataset, the test-size protocol and the scoring protocol, and, with
     ``output_dir``, writes the submission folder, a PR-curve PNG and ``wider_face_metrics.json``,
@@ -119,6 +124,9 @@ class WiderFaceEvaluator(DatasetEvaluator):
         self._plot = plot_pr_curves
         self._protocol = protocol
         self._size_protocol = size_protocol
+        self._settings = tuple(
+            MetadataCatalog.get(dataset_name).get("wider_face_settings", SETTINGS)
+        )
         self.reset()
 
     def reset(self):
@@ -152,16 +160,17 @@ class WiderFaceEvaluator(DatasetEvaluator):
             return {}
         from detectron2.data import DatasetCatalog
 
-        gt = gt_from_dataset_dicts(DatasetCatalog.get(self._dataset_name), self._dataset_name)
+        dicts = DatasetCatalog.get(self._dataset_name)
+        gt = gt_from_dataset_dicts(dicts, self._dataset_name, settings=self._settings)
         if not predictions:
             logger.warning("WiderFaceEvaluator received no predictions.")
         missing = sum(k not in predictions for k in gt)
         if missing:
             logger.warning("%d of %d images have no predictions.", missing, len(gt))
-        results = evaluate(predictions, gt, protocol=self._protocol)
-        metrics = OrderedDict((f"AP_{s}", 100.0 * results[s]) for s in SETTINGS if s in results)
+        results = evaluate(predictions, gt, protocol=self._protocol, settings=self._settings)
+        metrics = OrderedDict((f"AP_{s}", 100.0 * results[s]) for s in self._settings)
         row = [self._dataset_name, self._size_protocol, self._protocol, *metrics.values()]
-        headers = ["dataset", "test size", "scoring", *(f"AP {s}" for s in SETTINGS)]
+        headers = ["dataset", "test size", "scoring", *(f"AP {s}" for s in self._settings)]
         table = tabulate([row], headers=headers, tablefmt="pipe", floatfmt=".2f")
         logger.info("WIDER FACE evaluation, AP in %%:\n%s", table)
         if self._output_dir:
