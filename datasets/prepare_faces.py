@@ -19,8 +19,9 @@ import logging
 import sys
 
 from ainnoface_d2.data.datasets import datasets_root
-from ainnoface_d2.data.face_formats import FORMATS, FaceFormatError
+from ainnoface_d2.data.face_formats import FORMATS
 from ainnoface_d2.data.own_datasets import SPLITS, convert_faces
+from ainnoface_d2.file_io import atomic_write_json
 
 logger = logging.getLogger("prepare_faces")
 
@@ -67,29 +68,26 @@ def get_parser():
 def main(argv=None):
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        json_file, stats = convert_faces(
-            args.format,
-            args.images,
-            args.annotations,
-            args.name,
-            args.split,
-            root=args.root,
-            category=args.category,
-            class_id=args.class_id,
-            ignore_class=args.ignore_class,
-            skip_missing=args.skip_missing,
-            overwrite=args.overwrite,
-        )
-    except (FaceFormatError, OSError, ValueError) as e:
-        print(f"prepare_faces.py: error: {e}", file=sys.stderr)
-        return 1
+    json_file, stats = convert_faces(
+        args.format,
+        args.images,
+        args.annotations,
+        args.name,
+        args.split,
+        root=args.root,
+        category=args.category,
+        class_id=args.class_id,
+        ignore_class=args.ignore_class,
+        skip_missing=args.skip_missing,
+        overwrite=args.overwrite,
+    )
     print(f"{args.name}_{args.split}: wrote {json_file}: {stats.summary()}")
     if args.stats_json:
-        with open(args.stats_json, "w", encoding="utf-8") as f:
-            json.dump(stats.as_dict(), f, indent=1)
+        atomic_write_json(args.stats_json, stats.as_dict())
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ainnoface_d2.cli import run_cli
+
+    sys.exit(run_cli(main))

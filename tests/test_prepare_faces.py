@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 from ainnoface_d2 import FaceDetector, get_ainnoface_cfg
+from ainnoface_d2.cli import run_cli
 from ainnoface_d2.data.own_datasets import MANIFEST, register_own_datasets
 from ainnoface_d2.engine import Trainer
 
@@ -25,7 +26,11 @@ prepare_faces = load_script("datasets/prepare_faces.py")
 def _run(tmp_path, fmt, annotations, name="mine", split="val", images=None, extra=()):
     argv = ["--format", fmt, "--images", str(images or tmp_path / "images")]
     argv += ["--annotations", str(annotations), "--name", name, "--split", split]
-    return prepare_faces.main(argv + ["--root", str(tmp_path / "datasets"), *extra])
+    argv += ["--root", str(tmp_path / "datasets"), *extra]
+    try:
+        return run_cli(prepare_faces.main, argv, prog="prepare_faces.py")
+    except SystemExit as e:
+        return e.code
 
 
 def _error(capsys):
@@ -63,7 +68,7 @@ def test_malformed_annotations_name_file_and_line(
     annotations = WRITERS[fmt](small, str(tmp_path))
     path = tmp_path / relative
     path.write_text(text)
-    assert _run(tmp_path, fmt, annotations, extra=OPTIONS[fmt]) == 1
+    assert _run(tmp_path, fmt, annotations, extra=OPTIONS[fmt]) == 2
     err = _error(capsys)
     assert f"{path.parent.name}/{where}" in err or where in err, err
     assert what in err
@@ -74,13 +79,13 @@ def test_missing_and_unreadable_images_are_named(tmp_path, small, capsys):
     coco = write_coco(small, tmp_path / "faces.json")
     missing = tmp_path / "images" / "1--Street" / "street_1.jpg"
     os.remove(missing)
-    assert _run(tmp_path, "coco", coco) == 1
+    assert _run(tmp_path, "coco", coco) == 2
     assert f"cannot read image {missing}" in _error(capsys)
     assert _run(tmp_path, "coco", coco, extra=["--skip-missing"]) == 0
     out = capsys.readouterr().out
     assert "4 images (1 skipped as missing" in out
     missing.write_bytes(b"not an image")
-    assert _run(tmp_path, "coco", coco, name="other") == 1
+    assert _run(tmp_path, "coco", coco, name="other") == 2
     assert f"cannot read image {missing}" in _error(capsys)
 
 
@@ -88,16 +93,16 @@ def test_yolo_label_without_image_and_ambiguous_images(tmp_path, small, capsys):
     labels = WRITERS["yolo"](small, str(tmp_path))
     stray = tmp_path / "labels" / "1--Street" / "gone.txt"
     stray.write_text("0 0.5 0.5 0.1 0.1\n")
-    assert _run(tmp_path, "yolo", labels) == 1
+    assert _run(tmp_path, "yolo", labels) == 2
     assert f"{stray}: no image 1--Street/gone." in _error(capsys)
     stray.unlink()
     (tmp_path / "labels" / "1--Street" / "street_1.txt").write_bytes(b"0 0.5 \xff\n")
-    assert _run(tmp_path, "yolo", labels) == 1
+    assert _run(tmp_path, "yolo", labels) == 2
     assert "street_1.txt: not a UTF-8 text file" in _error(capsys)
-    assert _run(tmp_path, "yolo", tmp_path / "images") == 1  # the images folder by mistake
+    assert _run(tmp_path, "yolo", tmp_path / "images") == 2  # the images folder by mistake
     assert f"{tmp_path / 'images'}: no .txt label files" in _error(capsys)
     Image.new("RGB", (8, 8)).save(tmp_path / "images" / "1--Street" / "street_1.png")
-    assert _run(tmp_path, "yolo", labels) == 1
+    assert _run(tmp_path, "yolo", labels) == 2
     assert "street_1.jpg and 1--Street/street_1.png share the label file" in _error(capsys)
 
 
@@ -120,7 +125,7 @@ def test_stated_size_must_match_the_image(tmp_path, small, capsys):
     data = json.loads(coco.read_text())
     data["images"][2]["width"] = 400
     coco.write_text(json.dumps(data))
-    assert _run(tmp_path, "coco", coco) == 1
+    assert _run(tmp_path, "coco", coco) == 2
     err = _error(capsys)
     assert "faces.json: images[2]: states the size 400x150" in err and "which is 200x150" in err
 
@@ -131,13 +136,13 @@ def test_existing_names_are_not_overwritten(tmp_path, small, capsys):
     json_file = tmp_path / "datasets" / "mine" / "annotations" / "mine_val.json"
     manifest = tmp_path / "datasets" / "mine" / MANIFEST
     before = json_file.read_bytes(), manifest.read_bytes()
-    assert _run(tmp_path, "coco", coco) == 1
+    assert _run(tmp_path, "coco", coco) == 2
     err = _error(capsys)
     assert "dataset 'mine_val' exists" in err and "pass --overwrite to replace it" in err
     # A failed conversion with --overwrite leaves the dataset as it was.
     broken = tmp_path / "broken.json"
     broken.write_text("{")
-    assert _run(tmp_path, "coco", broken, extra=["--overwrite"]) == 1
+    assert _run(tmp_path, "coco", broken, extra=["--overwrite"]) == 2
     assert "broken.json:1: not valid JSON" in _error(capsys)
     assert (json_file.read_bytes(), manifest.read_bytes()) == before
     assert not [p for p in json_file.parent.iterdir() if p.name != "mine_val.json"]
@@ -146,9 +151,9 @@ def test_existing_names_are_not_overwritten(tmp_path, small, capsys):
     assert _run(tmp_path, "coco", coco, extra=["--overwrite"]) == 0
     assert sorted(json.loads(manifest.read_text())["splits"]) == ["train", "val"]
     # The names of the built-in datasets are taken.
-    assert _run(tmp_path, "coco", coco, name="builtin_faces") == 1
+    assert _run(tmp_path, "coco", coco, name="builtin_faces") == 2
     assert "'builtin_faces_val' is already registered" in _error(capsys)
-    assert _run(tmp_path, "coco", coco, name="../elsewhere") == 1
+    assert _run(tmp_path, "coco", coco, name="../elsewhere") == 2
     assert "--name '../elsewhere'" in _error(capsys)
 
 
@@ -162,7 +167,7 @@ def test_command_line_error_has_no_traceback(tmp_path, small):
     # torch's own deprecation warnings at import are not the converter's output.
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore::FutureWarning"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"prepare_faces.py: error: {bad}:2: expected an integer class and 4 numbers, got "
         "'face 0.5 0.5 0.1 0.1'"
