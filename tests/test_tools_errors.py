@@ -235,10 +235,12 @@ def test_errors_of_launched_processes_are_one_line_too(capsys):
 
 
 def test_run_cli_passes_bugs_and_exit_codes_through(monkeypatch, capsys):
-    monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
+    # setenv, not delenv: monkeypatch restores the variable's absence only where it recorded it,
+    # and run_cli sets it for the rest of the process.
+    monkeypatch.setenv(cli.DEBUG_ENV, "0")
     assert cli.run_cli(lambda argv: argv, ["a", "--debug", "b"]) == ["a", "b"]
     assert os.environ[cli.DEBUG_ENV] == "1"  # inherited by the processes a tool starts
-    monkeypatch.delenv(cli.DEBUG_ENV)
+    monkeypatch.setenv(cli.DEBUG_ENV, "0")
     with pytest.raises(KeyError):
         cli.run_cli(lambda argv: {}["bug"], [])
 
