@@ -172,11 +172,11 @@ def run_one(args, layout):
         times, extra = _match_only(model, inst, size, args.steps)
         count = len(inst)
     else:
-        from ainnoface_d2.modeling.tta import AInnoFaceWithTTA
+        from ainnoface_d2.size_protocol import wrap_model
 
         model.eval()
         _saturate(model)
-        runner = AInnoFaceWithTTA.for_protocol(cfg, model, args.protocol)
+        runner = wrap_model(cfg, model, args.protocol)
         image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8)
         with torch.no_grad():
             for _ in range(args.steps):
