@@ -2,27 +2,13 @@
 (no ReLU before C7/P7, bilinear upsampling, N(0, 0.01) initialisation)."""
 
 import math
-import os
 
 import ainnoface_d2  # noqa: F401
-from ainnoface_d2 import get_ainnoface_cfg
 
 import pytest
 import torch
 import torch.nn.functional as F
-from _builtin_fixture import TINY_MODEL_OPTS
-from detectron2.modeling import build_model
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = os.path.join(REPO, "configs", "ainnoface_R18_cpu.yaml")
-SIZE = 256
-
-
-def tiny_model(**overrides):
-    opts = []
-    for k, v in {**TINY_MODEL_OPTS, **overrides}.items():
-        opts += [k, v]
-    return build_model(get_ainnoface_cfg(SMALL, opts))
+from test_meta_arch import SIZE, tiny_model
 
 
 def _pieces(backbone, x):

@@ -220,17 +220,12 @@ def read_coco(annotation_file, category=None):
 # ---------------------------------------------------------------------------------------------
 def _list_images(images_dir):
     """Every image under ``images_dir`` (relative posix paths, sorted)."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(images_dir):
-        dirnames.sort()
-        rel = os.path.relpath(dirpath, images_dir)
-        for name in sorted(filenames):
-            if name.lower().endswith(IMAGE_EXTENSIONS):
-                found.append(name if rel == "." else f"{rel}/{name}".replace(os.sep, "/"))
-    return found
+    return _list_files(images_dir, IMAGE_EXTENSIONS)
 
 
 def _list_files(folder, extension):
+    """Every file under ``folder`` whose lower-case name ends with ``extension`` (a string or a
+    tuple of them): relative posix paths, sorted."""
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames.sort()
