@@ -70,10 +70,11 @@ def load_layouts(root, split, which):
     return out
 
 
-def _peak_rss_gb():
+def _status_gb(field):
+    """``field`` of /proc/self/status (``VmHWM``: peak resident set, ``VmRSS``: now) in GB."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 2**20
     return float("nan")
 
@@ -105,14 +106,6 @@ def _instances(size, boxes, ignore, keep_ignored):
     return inst[~torch.tensor(ignore, dtype=torch.bool)]
 
 
-def _rss_gb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 2**20
-    return float("nan")
-
-
 def _match_only(model, inst, size, steps):
     """Times of ``label_anchors`` alone (both steps, STR levels refined by random deltas) and
     the memory it adds above the process's resident set before it."""
@@ -129,12 +122,12 @@ def _match_only(model, inst, size, steps):
     times = []
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
-    before = _rss_gb()
+    before = _status_gb("VmRSS")
     for _ in range(steps):
         t = time.perf_counter()
         model.label_anchors(anchors, refined, [inst])
         times.append(time.perf_counter() - t)
-    return times, {"added_peak_gb": _peak_rss_gb() - before}
+    return times, {"added_peak_gb": _status_gb("VmHWM") - before}
 
 
 def run_one(args, layout):
@@ -192,7 +185,7 @@ def run_one(args, layout):
         "valid_faces": len(boxes) - sum(ignore),
         "count": count,
         "seconds": times[-1],
-        "peak_rss_gb": _peak_rss_gb(),
+        "peak_rss_gb": _status_gb("VmHWM"),
     }
 
 
