@@ -1,6 +1,7 @@
 """What the benchmarks share: Detectron2's stock RetinaNet beside an AInnoFace config, one FLOP
-counter and one image-size parser (as Detectron2 keeps its counting in
-``detectron2/utils/analysis.py``).
+counter, one image-size parser (as Detectron2 keeps its counting in
+``detectron2/utils/analysis.py``), the process's peak resident memory, and the size of a WIDER
+FACE stand-in image.
 
 The stock model is RetinaNet with ``build_retinanet_resnet_fpn_backbone`` over res2-res5 (FPN
 P2-P5 + P6/P7 from res5), head on P2-P7, anchors ``{16..512} x 2^{k/n}`` (``n`` per location)
@@ -10,11 +11,28 @@ that the two backbones are the same.
 """
 
 import argparse
+import math
 
+import numpy as np
 import torch
 from detectron2.config import get_cfg
 
-__all__ = ["count_flops", "parse_size", "parse_sizes", "stock_retinanet_cfg"]
+__all__ = [
+    "WIDER_MIN_HEIGHT",
+    "WIDER_WIDTH",
+    "count_flops",
+    "parse_size",
+    "parse_sizes",
+    "reset_peak_rss",
+    "rss_gb",
+    "stand_in_height",
+    "stock_retinanet_cfg",
+]
+
+# WIDER FACE images are 1024 px wide and at least 683 px tall (a 3:2 landscape); the annotation
+# files do not give the heights.
+WIDER_WIDTH = 1024
+WIDER_MIN_HEIGHT = 683
 
 
 def stock_retinanet_cfg(face_cfg, anchors_per_location=3, score_thresh=None):
@@ -115,3 +133,35 @@ def parse_sizes(text):
     if not sizes:
         raise argparse.ArgumentTypeError(f"expected WxH[,WxH...], got {text!r}")
     return sizes
+
+
+def reset_peak_rss():
+    """Start a new peak-memory period of this process: ``rss_gb("VmHWM")`` then reports the peak
+    from here on (Linux; a no-op elsewhere)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def rss_gb(field="VmHWM"):
+    """This process's resident set in GB: ``VmHWM`` its peak (since the start or the last
+    :func:`reset_peak_rss`), ``VmRSS`` now; NaN where /proc is missing."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return float("nan")
+
+
+def stand_in_height(boxes_xywh):
+    """The height of a ``WIDER_WIDTH``-wide stand-in for a WIDER FACE image with these
+    annotated boxes: the smallest that holds every box, at least ``WIDER_MIN_HEIGHT``."""
+    boxes = np.asarray(boxes_xywh, dtype=np.float64).reshape(-1, 4)
+    if len(boxes) == 0:
+        return WIDER_MIN_HEIGHT
+    return max(WIDER_MIN_HEIGHT, int(math.ceil((boxes[:, 1] + boxes[:, 3]).max())))

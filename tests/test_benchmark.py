@@ -2,6 +2,8 @@
 caps, the other subcommands on tiny inputs; and what the benchmarks share
 (ainnoface_d2/analysis.py: the FLOP counter, the stock RetinaNet config, the size parser)."""
 
+import json
+
 import ainnoface_d2  # noqa: F401  (compat shims before detectron2)
 import ainnoface_d2.modeling.meta_arch as meta_arch
 from ainnoface_d2 import get_ainnoface_cfg
@@ -127,3 +129,49 @@ def test_size_parser():
     for bad in ("640", "0x480", "axb", ""):
         with pytest.raises(Exception, match="WIDTHxHEIGHT|WxH"):
             parse_sizes(bad)
+
+
+def _write_bbx_gt(root, split, images):
+    """A WIDER FACE annotation file: ``images`` is ``[(name, [(x, y, w, h, invalid), ...])]``."""
+    lines = []
+    for name, boxes in images:
+        lines += [name, str(len(boxes))]
+        lines += [f"{x} {y} {w} {h} 0 0 0 {inv} 0 0" for x, y, w, h, inv in boxes]
+    path = root / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_crowded_picks_the_layouts_and_measures_each(tmp_path, capsys):
+    grid = [(20 * (i % 40), 700 + 20 * (i // 40), 16, 16, 0) for i in range(90)]
+    images = [
+        ("0_A/0_A_1.jpg", [(10, 10, 30, 30, 0), (50, 10, 30, 30, 1)]),
+        ("0_A/0_A_2.jpg", [(10 * i, 10, 8, 8, 0) for i in range(4)] + [(0, 0, 0, 5, 0)]),
+        ("1_B/1_B_3.jpg", grid + [(0, 0, 40, 40, 1)]),  # 90 valid faces down to y = 756
+    ]
+    for split in ("train", "val"):
+        _write_bbx_gt(tmp_path, split, images)
+    ordinary, crowded, *top = benchmark.wider_layouts(tmp_path, "train", ["ordinary", "top3"])
+    assert ordinary[0] == "0_A/0_A_2.jpg" and len(ordinary[2]) == 4  # the zero-width box dropped
+    assert ordinary[1] == (683, 1024)
+    assert [r[0] for r in (crowded, *top)] == ["1_B/1_B_3.jpg", "0_A/0_A_2.jpg", "0_A/0_A_1.jpg"]
+    assert crowded[1] == (756, 1024) and crowded[2][0] == [0.0, 700.0, 16.0, 716.0]
+    assert crowded[3].tolist() == [False] * 90 + [True]
+    with pytest.raises(SystemExit):
+        benchmark.main(["crowded", "--wider-root", str(tmp_path), "--layouts", "busiest"])
+
+    tiny = ["--config-file", SMALL_CONFIG, "--steps", "1"]
+    opts = ["INPUT.FACE.TRAIN_SIZE", "128"] + [str(v) for kv in TINY_MODEL_OPTS.items() for v in kv]
+    argv = ["crowded", "--wider-root", str(tmp_path), "--layouts", "crowded", *tiny]
+    for mode, count in (("train", 90), ("match", None)):  # the small config drops ignore boxes
+        assert benchmark.main(argv + ["--mode", mode, "--one", "0", *opts]) == 0
+        row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert row["image"] == "1_B/1_B_3.jpg" and row["valid_faces"] == 90
+        assert row["peak_rss_gb"] > 0 and row["seconds"] > 0
+        if count is not None:
+            assert row["count"] == count
+    test = ["crowded", "--wider-root", str(tmp_path), "--mode", "test", "--layouts", "top1"]
+    assert benchmark.main(test + tiny + ["TEST.FACE.PROTOCOL", "original", *opts]) == 0
+    out = capsys.readouterr().out
+    # every anchor scored a face: the config's cap of detections is reached
+    assert "1_B/1_B_3.jpg" in out and " 300 " in out.splitlines()[-1]

@@ -28,6 +28,9 @@
 * ``train-step``: the training step of ``tools/train_net.py`` as it runs (Trainer, data loader,
   hooks) per memory format and number of loader workers; it writes under the config's
   ``OUTPUT_DIR``.
+* ``crowded``: peak memory and time of a training step, of the anchor matching alone and of
+  inference on the box layouts of the most crowded WIDER FACE images (``--wider-root``: the
+  annotation files only), each in a fresh process.
 
 Mixed-precision training stability is a test (``tests/test_amp.py``, CUDA only).
 
@@ -54,6 +57,9 @@ Examples::
     python tools/benchmark.py mapper --iters 200 [--dataset wider_face_train]
     python tools/benchmark.py evaluator --gt datasets/wider_face/eval_tools/ground_truth
     python tools/benchmark.py train-step --iters 150 --repeats 2
+    python tools/benchmark.py crowded --wider-root datasets/wider_face            # train step
+    python tools/benchmark.py crowded --wider-root datasets/wider_face --mode test \
+        --protocol multiscale --layouts top1 --steps 1
 """
 
 import argparse
@@ -71,7 +77,15 @@ from dataclasses import dataclass, field
 
 import ainnoface_d2  # noqa: F401  (compat shims + registration; must precede detectron2 imports)
 from ainnoface_d2 import get_ainnoface_cfg
-from ainnoface_d2.analysis import count_flops, parse_sizes, stock_retinanet_cfg
+from ainnoface_d2.analysis import (
+    WIDER_WIDTH,
+    count_flops,
+    parse_sizes,
+    reset_peak_rss,
+    rss_gb,
+    stand_in_height,
+    stock_retinanet_cfg,
+)
 from ainnoface_d2.data import FaceDatasetMapper
 from ainnoface_d2.evaluation import PROTOCOLS, SETTINGS, evaluate, load_eval_ground_truth
 from ainnoface_d2.runtime import tune_cpu_allocator
@@ -810,12 +824,217 @@ def run_train_step(argv=None):
     return 0
 
 
+# ---------------------------------------------------------------------------------------------
+# crowded: a training step and an inference pass on the box layouts of crowded WIDER FACE images
+# ---------------------------------------------------------------------------------------------
+def wider_layouts(root, split, which):
+    """``[(file name, (height, width), boxes XYXY, ignore flags)]`` of the images of
+    ``wider_face_<split>_bbx_gt.txt`` named by ``which``: "ordinary" (the first with 4 valid
+    faces), "crowded" (the most valid faces) or "top<K>" (the K with the most); each as tall as
+    :func:`~ainnoface_d2.analysis.stand_in_height` makes its stand-in."""
+    from ainnoface_d2.data.wider_face_format import parse_bbx_gt
+
+    rows = []
+    for im in parse_bbx_gt(_wider_file(root, split)):
+        keep = (im.boxes[:, 2] > 0) & (im.boxes[:, 3] > 0)
+        boxes = im.boxes[keep].astype(float)
+        height = stand_in_height(boxes)
+        boxes[:, 2:] += boxes[:, :2]
+        rows.append(
+            (im.file_name, (height, WIDER_WIDTH), boxes.tolist(), im.attributes[keep, 3] == 1)
+        )
+    valid = [int((~r[3]).sum()) for r in rows]
+    by_faces = sorted(range(len(rows)), key=lambda i: -valid[i])
+    out = []
+    for name in which:
+        if name == "ordinary":
+            out.append(rows[valid.index(4)])
+        elif name == "crowded":
+            out.append(rows[by_faces[0]])
+        elif name.startswith("top") and name[3:].isdigit():
+            out.extend(rows[i] for i in by_faces[: int(name[3:])])
+        else:
+            raise ValueError(f"unknown layout {name!r} (ordinary, crowded or top<K>)")
+    return out
+
+
+def _wider_file(root, split):
+    return os.path.join(root, "wider_face_split", f"wider_face_{split}_bbx_gt.txt")
+
+
+def saturate_scores(model):
+    """Every anchor a face with probability ~1: the most candidates a protocol lets through."""
+    head = model.head
+    with torch.no_grad():
+        head.cls_score.bias.fill_(12.0)
+        for name, value in (("maxout_score", -12.0), ("stc_score", 12.0)):
+            if getattr(head, name, None) is not None:
+                getattr(head, name).bias.fill_(value)
+
+
+def _layout_instances(size, boxes, ignore, keep_ignored):
+    inst = Instances((size, size))
+    inst.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4).clamp(0, size))
+    inst.gt_classes = torch.zeros(len(boxes), dtype=torch.int64)
+    ignore = torch.as_tensor(ignore, dtype=torch.bool)
+    if keep_ignored:
+        inst.gt_ignore = ignore
+        return inst
+    return inst[~ignore]
+
+
+def time_matching(model, inst, size, steps):
+    """Times of ``label_anchors`` alone (both steps; STR levels refined by random deltas) and
+    the memory it adds above the resident set before it."""
+    strides = [2 ** int(f[1:]) for f in model.head_in_features[model.num_levels :]]
+    anchors = model.anchors([torch.zeros(1, 1, -(-size // s), -(-size // s)) for s in strides])
+    g = torch.Generator().manual_seed(0)
+    refined = [
+        anchors[lvl].tensor.unsqueeze(0) + 4 * torch.randn(1, len(anchors[lvl]), 4, generator=g)
+        for lvl in model.str_levels
+    ]
+    reset_peak_rss()
+    before, times = rss_gb("VmRSS"), []
+    for _ in range(steps):
+        t = time.perf_counter()
+        model.label_anchors(anchors, refined, [inst])
+        times.append(time.perf_counter() - t)
+    return times, rss_gb() - before
+
+
+def measure_crowded(args, layout):
+    """One layout's figures (this process): ``{"seconds" (the last step), "peak_rss_gb", ...}``."""
+    from ainnoface_d2.size_protocol import wrap_model
+
+    name, (height, width), boxes, ignore = layout
+    cfg = get_ainnoface_cfg(args.config_file, ["MODEL.DEVICE", "cpu"] + list(args.opts))
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    size, row = cfg.INPUT.FACE.TRAIN_SIZE, {}
+    inst = _layout_instances(size, boxes, ignore, cfg.INPUT.FACE.IGNORE_REGIONS)
+    if args.mode == "match":
+        times, row["count"] = time_matching(model, inst, size, args.steps)
+    elif args.mode == "train":
+        image = torch.randint(0, 256, (3, size, size), dtype=torch.uint8)
+        opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+        times, row["count"] = [], len(inst)
+        with EventStorage(0):
+            for _ in range(args.steps):
+                t = time.perf_counter()
+                losses = model([{"image": image, "instances": inst}])
+                opt.zero_grad()
+                sum(losses.values()).backward()
+                opt.step()
+                times.append(time.perf_counter() - t)
+    else:
+        model.eval()
+        saturate_scores(model)
+        runner = wrap_model(cfg, model, args.protocol)
+        image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8)
+        times = []
+        with torch.no_grad():
+            for _ in range(args.steps):
+                t = time.perf_counter()
+                out = runner([{"image": image, "height": height, "width": width}])
+                times.append(time.perf_counter() - t)
+        row["count"] = len(out[0]["instances"])
+    return {
+        "image": name,
+        "size": f"{height}x{width}",
+        "valid_faces": int((~ignore).sum()),
+        **row,
+        "peak_rss_gb": rss_gb(),
+        "seconds": times[-1],
+    }
+
+
+def _crowded_parser():
+    p = argparse.ArgumentParser(prog="benchmark.py crowded", description=run_crowded.__doc__)
+    p.add_argument("--wider-root", required=True, help="holds wider_face_split/*_bbx_gt.txt")
+    p.add_argument("--config-file", default=os.path.join(REPO, "configs", "ainnoface_R50.yaml"))
+    p.add_argument("--mode", choices=("train", "match", "test"), default="train")
+    p.add_argument("--protocol", choices=("original", "multiscale"), default="original")
+    p.add_argument(
+        "--layouts",
+        help="comma list of ordinary, crowded, top<K> (default: "
+        "ordinary,crowded; top3 with --mode test)",
+    )
+    p.add_argument("--steps", type=int, default=2, help="steps per process; the last is timed")
+    p.add_argument("--repeats", type=int, default=1, help="processes per layout, alternating")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides")
+    return p
+
+
+def run_crowded(argv=None):
+    """The ``crowded`` subcommand: peak memory and time on the box layouts of real WIDER FACE
+    images (random pixels: the box layout is all the matching sees), each layout in a fresh
+    process (peak = the process's VmHWM, model included; ``--steps`` steps, the last timed).
+    ``--mode train``: one training step of the config (the paper's R50 by default) at its
+    ``INPUT.FACE.TRAIN_SIZE``, batch 1, the boxes of a train image (invalid faces as ignore boxes
+    where the config keeps them). ``--mode match``: ``label_anchors`` of both steps alone, the
+    memory it adds ("+GB"). ``--mode test``: the val images with the most faces at their
+    stand-in size through ``--protocol``, every anchor scored a face (each level passes its full
+    ``TOPK_CANDIDATES_TEST``: a crowded image's worst case)."""
+    p = _crowded_parser()
+    args = p.parse_args(argv)
+    split = "val" if args.mode == "test" else "train"
+    if not os.path.isfile(_wider_file(args.wider_root, split)):
+        p.error(f"{_wider_file(args.wider_root, split)} not found")
+    which = (args.layouts or ("top3" if split == "val" else "ordinary,crowded")).split(",")
+    try:
+        layouts = wider_layouts(args.wider_root, split, which)
+    except ValueError as e:
+        p.error(str(e))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.one is not None:
+        print(json.dumps(measure_crowded(args, layouts[args.one])))
+        return 0
+    cmd = [sys.executable, os.path.abspath(__file__), "crowded", "--wider-root", args.wider_root]
+    cmd += ["--config-file", args.config_file, "--mode", args.mode, "--protocol", args.protocol]
+    cmd += ["--layouts", ",".join(which), "--steps", str(args.steps)]
+    cmd += ["--threads", str(args.threads)] if args.threads else []
+    rows = []
+    for _ in range(args.repeats):
+        for i in range(len(layouts)):
+            out = subprocess.run(
+                cmd + ["--one", str(i), *args.opts], check=True, capture_output=True, text=True
+            ).stdout
+            rows.append(json.loads(out.strip().splitlines()[-1]))
+    count = {"train": "boxes used", "match": "+GB", "test": "detections"}[args.mode]
+    print(
+        f"{args.mode} ({args.protocol if args.mode == 'test' else 'one step'}), "
+        f"{os.path.basename(args.config_file)}"
+    )
+    print(
+        tabulate(
+            [
+                [
+                    r["image"],
+                    r["size"],
+                    r["valid_faces"],
+                    r["count"],
+                    r["peak_rss_gb"],
+                    r["seconds"],
+                ]
+                for r in rows
+            ],
+            headers=["image", "size", "valid faces", count, "peak RSS GB", "s"],
+            floatfmt=".2f",
+        )
+    )
+    return 0
+
+
 SUBCOMMANDS = {
     "model": run_model,
     "topk": run_topk,
     "mapper": run_mapper,
     "evaluator": run_evaluator,
     "train-step": run_train_step,
+    "crowded": run_crowded,
 }
 
 

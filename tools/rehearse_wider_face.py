@@ -42,36 +42,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 import ainnoface_d2  # noqa: E402,F401  (the Detectron2 shims first)
+from ainnoface_d2.analysis import WIDER_WIDTH, reset_peak_rss, rss_gb, stand_in_height  # noqa: E402
 
 logger = logging.getLogger("rehearse_wider_face")
-MIN_HEIGHT = 683
-WIDTH = 1024
 PAPER_CONFIG = os.path.join(REPO, "configs", "ainnoface_R50.yaml")
 SMALL_CONFIG = os.path.join(REPO, "configs", "ainnoface_R18_cpu.yaml")
 PREFIX = "rehearsal_wider_face"
-
-
-# ---------------------------------------------------------------- memory
-
-
-def reset_peak():
-    """Start a new VmHWM period of this process (Linux; a no-op elsewhere)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def peak_gb():
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 2**20
-    except OSError:
-        pass
-    return float("nan")
 
 
 # ---------------------------------------------------------------- rendering
@@ -91,22 +67,15 @@ def annotation_blocks(path, limit=None):
     return out
 
 
-def image_height(boxes):
-    """The smallest height >= MIN_HEIGHT that holds every box."""
-    if len(boxes) == 0:
-        return MIN_HEIGHT
-    return max(MIN_HEIGHT, int(math.ceil((boxes[:, 1] + boxes[:, 3]).max())))
-
-
 def render_image(boxes, crops, rng):
-    """A WIDTH-wide noise image with a face crop pasted (resized) at every box."""
+    """A WIDER_WIDTH-wide noise image with a face crop pasted (resized) at every box."""
     import cv2
 
-    h = image_height(boxes)
-    small = rng.integers(40, 216, size=(h // 16 + 1, WIDTH // 16 + 1, 3), dtype=np.uint8)
-    img = cv2.resize(small, (WIDTH, h), interpolation=cv2.INTER_LINEAR)
+    h = stand_in_height(boxes)
+    small = rng.integers(40, 216, size=(h // 16 + 1, WIDER_WIDTH // 16 + 1, 3), dtype=np.uint8)
+    img = cv2.resize(small, (WIDER_WIDTH, h), interpolation=cv2.INTER_LINEAR)
     for x, y, w, bh in boxes.tolist():
-        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, WIDTH), min(y + bh, h)
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, WIDER_WIDTH), min(y + bh, h)
         if x1 <= x0 or y1 <= y0:
             continue
         face = cv2.resize(crops[rng.integers(len(crops))], (w, bh), interpolation=cv2.INTER_AREA)
@@ -229,7 +198,7 @@ def train(args, names, report):
         for it in range(args.train_iters):
             batch = next(loader)
             storage.iter = it
-            reset_peak()
+            reset_peak_rss()
             t = time.perf_counter()
             losses = model(batch)
             optimizer.zero_grad()
@@ -238,7 +207,7 @@ def train(args, names, report):
             steps.append(
                 {
                     "seconds": time.perf_counter() - t,
-                    "peak_rss_gb": peak_gb(),
+                    "peak_rss_gb": rss_gb(),
                     "images": [d["file_name"] for d in batch],
                     "boxes": sum(len(d["instances"]) for d in batch),
                     "loss": float(sum(v.item() for v in losses.values())),
@@ -277,7 +246,7 @@ def infer(model, cfg, names, limit, most_crowded, report):
         for d in dicts:
             img = read_image(d["file_name"], format=cfg.INPUT.FORMAT)
             image = torch.as_tensor(np.ascontiguousarray(img.transpose(2, 0, 1)))
-            reset_peak()
+            reset_peak_rss()
             t = time.perf_counter()
             out = model([{"image": image, "height": d["height"], "width": d["width"]}])
             inst = out[0]["instances"]
@@ -285,7 +254,7 @@ def infer(model, cfg, names, limit, most_crowded, report):
             xywh = np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
             rel = os.path.relpath(d["file_name"], os.path.dirname(os.path.dirname(d["file_name"])))
             preds[image_key(rel)] = np.concatenate([xywh, inst.scores.numpy()[:, None]], axis=1)
-            per_image.append((peak_gb(), time.perf_counter() - t, rel, len(inst)))
+            per_image.append((rss_gb(), time.perf_counter() - t, rel, len(inst)))
     worst = max(per_image)
     report["inference"] = {
         "images": len(per_image),
