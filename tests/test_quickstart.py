@@ -6,6 +6,7 @@ import os
 import ainnoface_d2  # noqa: F401
 from ainnoface_d2 import get_ainnoface_cfg
 
+import pytest
 import torch
 from _builtin_fixture import SMALL_CONFIG
 from _scripts import load_script
@@ -67,3 +68,21 @@ def test_a_run_of_other_training_settings_is_moved_aside(tmp_path, capsys):
     )
     max_iter = get_ainnoface_cfg(SMALL_CONFIG).SOLVER.MAX_ITER
     assert f"SOLVER.MAX_ITER {max_iter} -> 100" in capsys.readouterr().out
+
+
+def test_help_and_bad_overrides_end_before_any_work(tmp_path, monkeypatch, capsys):
+    quickstart = load_script("tools/quickstart.py")
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    monkeypatch.setattr(quickstart, "prepare_data", lambda root: pytest.fail("built the data"))
+    with pytest.raises(SystemExit) as exit_:
+        quickstart.main(["--help"])
+    assert (
+        exit_.value.code == 0 and "The main job on the built-in dataset" in capsys.readouterr().out
+    )
+    with pytest.raises(SystemExit) as exit_:
+        quickstart.main(["SOLVER.MAX_ITER"])
+    assert exit_.value.code == 2 and "KEY VALUE pairs" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="SOLVER.NO_SUCH_KEY"):  # run_cli: one line, exit 2
+        quickstart.main(["SOLVER.NO_SUCH_KEY", "3"])
+    assert quickstart.parse_args(["SOLVER.MAX_ITER", "100"]) == ["SOLVER.MAX_ITER", "100"]
+    assert os.listdir(tmp_path) == []

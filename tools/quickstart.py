@@ -31,6 +31,7 @@ Extra arguments are passed to ``tools/train_net.py`` as config overrides, for ex
 test-time augmentation (flip + 0.5x copy, box voting).
 """
 
+import argparse
 import glob
 import json
 import os
@@ -181,7 +182,26 @@ def report(demo_dir, photo_metrics):
         )
 
 
-def main(overrides):
+def parse_args(argv):
+    """The config overrides (``KEY VALUE`` pairs); ``-h`` prints this module's description."""
+    p = argparse.ArgumentParser(
+        prog="quickstart.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("overrides", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
+    overrides = p.parse_args(argv).overrides
+    if len(overrides) % 2:
+        p.error(f"config overrides come in KEY VALUE pairs, got {' '.join(overrides)!r}")
+    if overrides:  # a key that does not exist or a value of the wrong type: before any work
+        from ainnoface_d2 import get_ainnoface_cfg
+
+        get_ainnoface_cfg(CONFIG, list(overrides))
+    return overrides
+
+
+def main(argv):
+    overrides = parse_args(argv)
     datasets = os.path.expanduser(os.getenv("DETECTRON2_DATASETS", os.path.join(REPO, "datasets")))
     root = os.path.join(datasets, "builtin_faces")
     env_note = "" if os.getenv("DETECTRON2_DATASETS") else f" (DETECTRON2_DATASETS={datasets})"
