@@ -266,6 +266,21 @@ def test_int8_graph_is_u8s8_per_channel(int8_onnx):
         assert axis == [0], conv.name  # one scale per output channel
 
 
+def test_int8_graph_has_its_own_metadata(trained, int8_onnx):
+    """``model_int8.onnx.json``: the fp32 graph's metadata, naming the int8 file and how it was
+    quantized; nothing else (no temporary file) is left beside the two."""
+    import json
+
+    fp32 = json.loads(open(trained["onnx"] + ".json").read())
+    int8 = json.loads(open(int8_onnx + ".json").read())
+    assert int8.pop("file") == "model_int8.onnx" and fp32.pop("file") == "model.onnx"
+    assert int8.pop("calibration_images") == 4 and "QDQ" in int8.pop("quantization")
+    assert int8 == fp32
+    assert sorted(os.listdir(os.path.dirname(int8_onnx))) == sorted(
+        ["model_int8.onnx", "model_int8.onnx.json", "onnx", "ts"]
+    )
+
+
 @pytest.fixture(scope="module")
 def fp32_faces(trained):
     """FaceDetector (torch, fp32) detections of the test images, scores >= 0.5."""

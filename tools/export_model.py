@@ -13,7 +13,8 @@ writes ``exported/model.onnx`` (or ``model.ts``) and its metadata, ``exported/mo
 maximum detections). The graph
 (:mod:`ainnoface_d2.export.graph`) takes ``images`` (N, 3, H, W), N/H/W dynamic, and returns
 ``num_detections``, ``detection_boxes``, ``detection_scores``, ``detection_classes``.
-``--int8`` also writes ``model_int8.onnx``: static int8 quantization calibrated on
+``--int8`` also writes ``model_int8.onnx`` and ``model_int8.onnx.json`` (the fp32 metadata, with
+the quantization scheme): static int8 quantization calibrated on
 ``--calibration-images`` images (default 64) spread evenly over the config's first
 ``DATASETS.TRAIN`` set (or ``--calibration-dataset``), preprocessed as at inference.
 """

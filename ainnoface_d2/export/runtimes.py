@@ -21,6 +21,7 @@ Precision routes (``precision=``):
   images and is never picked automatically.
 """
 
+import json
 import logging
 import os
 import tempfile
@@ -28,7 +29,9 @@ import tempfile
 import numpy as np
 
 from ..data import image_io
+from ..file_io import atomic_path, atomic_write
 from ..runtime import cpu_bf16_native
+from .graph import metadata_path
 
 __all__ = [
     "BACKENDS",
@@ -253,11 +256,22 @@ class _Calibration:
         return None if batch is None else {self.input_name: batch}
 
 
+# What quantize_onnx does, as its graph's metadata file states it.
+INT8_SCHEME = (
+    "static QDQ: per-channel symmetric int8 weights, uint8 activations (min/max calibration), "
+    "convolutions only; decoding and NMS in fp32"
+)
+
+
 def quantize_onnx(fp32_path, int8_path, calibration_batches):
     """Post-training static int8 quantization of an exported graph (QDQ, per-channel symmetric
     int8 weights, asymmetric uint8 activations, the convolutions only; decoding and NMS stay
     fp32). uint8 activations with int8 weights ("U8S8") are what ONNX Runtime's x86 int8
     kernels run natively (VNNI); with int8 activations it ran slower than fp32 (BENCHMARKS.md).
+
+    The int8 graph gets its own metadata file (``<int8 graph>.json``: the fp32 graph's, with its
+    own file name, the scheme and the number of calibration images) when the fp32 graph has one;
+    both replace their previous versions only when both are complete.
 
     Args:
         calibration_batches: ``(1, 3, H, W)`` float32 arrays (training images, preprocessed as
@@ -265,11 +279,27 @@ def quantize_onnx(fp32_path, int8_path, calibration_batches):
     """
     check_model_file(fp32_path)
     _require("onnxruntime")
-    from onnxruntime import quantization as q
-
     batches = [np.ascontiguousarray(b, dtype=np.float32) for b in calibration_batches]
     if not batches:
         raise ValueError("int8 calibration needs at least one image")
+    fp32_meta = metadata_path(fp32_path)
+    if not os.path.isfile(fp32_meta):
+        with atomic_path(int8_path) as tmp:
+            _quantize_static(fp32_path, tmp, batches)
+        return int8_path
+    with open(fp32_meta, encoding="utf-8") as f:
+        meta = json.load(f)
+    meta.update(file=os.path.basename(int8_path), quantization=INT8_SCHEME)
+    meta["calibration_images"] = len(batches)
+    with atomic_write(metadata_path(int8_path)) as f, atomic_path(int8_path) as tmp:
+        f.write(json.dumps(meta, indent=2) + "\n")
+        _quantize_static(fp32_path, tmp, batches)
+    return int8_path
+
+
+def _quantize_static(fp32_path, int8_path, batches):
+    from onnxruntime import quantization as q
+
     # ONNX Runtime's pre-processing (shape inference, constant folding, graph optimisation)
     # first, as its quantization guide asks: without it the R50 int8 graph ran slower than fp32
     # under ONNX Runtime (BENCHMARKS.md).
@@ -287,4 +317,3 @@ def quantize_onnx(fp32_path, int8_path, calibration_batches):
             op_types_to_quantize=["Conv"],
             calibrate_method=q.CalibrationMethod.MinMax,
         )
-    return int8_path
