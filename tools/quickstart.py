@@ -3,7 +3,7 @@
 
     make quickstart            # or: .venv/bin/python tools/quickstart.py
 
-This is the full WIDER FACE workflow in miniature, on a CPU (about 10 minutes on 2 cores with
+This is the full WIDER FACE workflow in miniature, on a CPU (7-18 minutes on 2 cores with
 native bf16, see README.md):
 
 1. ``datasets/prepare_builtin_faces.py``: writes ``$DETECTRON2_DATASETS/builtin_faces`` (default

@@ -255,6 +255,13 @@ def infer(model, cfg, names, limit, most_crowded, report):
             rel = os.path.relpath(d["file_name"], os.path.dirname(os.path.dirname(d["file_name"])))
             preds[image_key(rel)] = np.concatenate([xywh, inst.scores.numpy()[:, None]], axis=1)
             per_image.append((rss_gb(), time.perf_counter() - t, rel, len(inst)))
+            if len(per_image) % 250 == 0:
+                logger.info(
+                    "inference: %d of %d images, %.2f s per image",
+                    len(per_image),
+                    len(dicts),
+                    (time.perf_counter() - t0) / len(per_image),
+                )
     worst = max(per_image)
     report["inference"] = {
         "images": len(per_image),
