@@ -883,67 +883,97 @@ def _layout_instances(size, boxes, ignore, keep_ignored):
     return inst[~ignore]
 
 
+def _peak_gb(device):
+    """The process's peak memory so far: GPU memory allocated by torch on CUDA, else VmHWM."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / GiB
+    return rss_gb()
+
+
 def time_matching(model, inst, size, steps):
     """Times of ``label_anchors`` alone (both steps; STR levels refined by random deltas) and
-    the memory it adds above the resident set before it."""
+    the memory it adds above what the process held before it."""
+    device = model.device
     strides = [2 ** int(f[1:]) for f in model.head_in_features[model.num_levels :]]
-    anchors = model.anchors([torch.zeros(1, 1, -(-size // s), -(-size // s)) for s in strides])
+    sides = [-(-size // s) for s in strides]
+    anchors = model.anchors([torch.zeros(1, 1, n, n, device=device) for n in sides])
     g = torch.Generator().manual_seed(0)
     refined = [
-        anchors[lvl].tensor.unsqueeze(0) + 4 * torch.randn(1, len(anchors[lvl]), 4, generator=g)
+        anchors[lvl].tensor.unsqueeze(0)
+        + 4 * torch.randn(1, len(anchors[lvl]), 4, generator=g).to(device)
         for lvl in model.str_levels
     ]
-    reset_peak_rss()
-    before, times = rss_gb("VmRSS"), []
+    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device) / GiB
+    else:
+        reset_peak_rss()
+        before = rss_gb("VmRSS")
+    times = []
     for _ in range(steps):
         t = time.perf_counter()
         model.label_anchors(anchors, refined, [inst])
+        _sync(device)
         times.append(time.perf_counter() - t)
-    return times, rss_gb() - before
+    return times, _peak_gb(device) - before
+
+
+def _timed_steps(device, steps, step):
+    times = []
+    for _ in range(steps):
+        _sync(device)
+        t = time.perf_counter()
+        out = step()
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return times, out
 
 
 def measure_crowded(args, layout):
-    """One layout's figures (this process): ``{"seconds" (the last step), "peak_rss_gb", ...}``."""
+    """One layout's figures (this process): ``{"seconds" (the last step), "peak_gb", ...}``."""
     from ainnoface_d2.size_protocol import wrap_model
 
     name, (height, width), boxes, ignore = layout
-    cfg = get_ainnoface_cfg(args.config_file, ["MODEL.DEVICE", "cpu"] + list(args.opts))
+    cfg = get_ainnoface_cfg(args.config_file, ["MODEL.DEVICE", args.device] + list(args.opts))
     torch.manual_seed(0)
     model = build_model(cfg)
+    device = model.device
     size, row = cfg.INPUT.FACE.TRAIN_SIZE, {}
-    inst = _layout_instances(size, boxes, ignore, cfg.INPUT.FACE.IGNORE_REGIONS)
+    inst = _layout_instances(size, boxes, ignore, cfg.INPUT.FACE.IGNORE_REGIONS).to(device)
     if args.mode == "match":
         times, row["count"] = time_matching(model, inst, size, args.steps)
     elif args.mode == "train":
         image = torch.randint(0, 256, (3, size, size), dtype=torch.uint8)
         opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-        times, row["count"] = [], len(inst)
+
+        def step():
+            losses = model([{"image": image, "instances": inst}])
+            opt.zero_grad()
+            sum(losses.values()).backward()
+            opt.step()
+
         with EventStorage(0):
-            for _ in range(args.steps):
-                t = time.perf_counter()
-                losses = model([{"image": image, "instances": inst}])
-                opt.zero_grad()
-                sum(losses.values()).backward()
-                opt.step()
-                times.append(time.perf_counter() - t)
+            times, _ = _timed_steps(device, args.steps, step)
+        row["count"] = len(inst)
     else:
         model.eval()
         saturate_scores(model)
         runner = wrap_model(cfg, model, args.protocol)
         image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8)
-        times = []
         with torch.no_grad():
-            for _ in range(args.steps):
-                t = time.perf_counter()
-                out = runner([{"image": image, "height": height, "width": width}])
-                times.append(time.perf_counter() - t)
+            times, out = _timed_steps(
+                device,
+                args.steps,
+                lambda: runner([{"image": image, "height": height, "width": width}]),
+            )
         row["count"] = len(out[0]["instances"])
     return {
         "image": name,
         "size": f"{height}x{width}",
         "valid_faces": int((~ignore).sum()),
         **row,
-        "peak_rss_gb": rss_gb(),
+        "peak_gb": _peak_gb(device),
         "seconds": times[-1],
     }
 
@@ -954,6 +984,7 @@ def _crowded_parser():
     p.add_argument("--config-file", default=os.path.join(REPO, "configs", "ainnoface_R50.yaml"))
     p.add_argument("--mode", choices=("train", "match", "test"), default="train")
     p.add_argument("--protocol", choices=("original", "multiscale"), default="original")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (peak: torch's GPU memory)")
     p.add_argument(
         "--layouts",
         help="comma list of ordinary, crowded, top<K> (default: "
@@ -970,7 +1001,8 @@ def _crowded_parser():
 def run_crowded(argv=None):
     """The ``crowded`` subcommand: peak memory and time on the box layouts of real WIDER FACE
     images (random pixels: the box layout is all the matching sees), each layout in a fresh
-    process (peak = the process's VmHWM, model included; ``--steps`` steps, the last timed).
+    process (peak = the process's VmHWM on a CPU, torch's peak GPU memory allocated with
+    ``--device cuda``, model included; ``--steps`` steps, the last timed).
     ``--mode train``: one training step of the config (the paper's R50 by default) at its
     ``INPUT.FACE.TRAIN_SIZE``, batch 1, the boxes of a train image (invalid faces as ignore boxes
     where the config keeps them). ``--mode match``: ``label_anchors`` of both steps alone, the
@@ -994,7 +1026,7 @@ def run_crowded(argv=None):
         return 0
     cmd = [sys.executable, os.path.abspath(__file__), "crowded", "--wider-root", args.wider_root]
     cmd += ["--config-file", args.config_file, "--mode", args.mode, "--protocol", args.protocol]
-    cmd += ["--layouts", ",".join(which), "--steps", str(args.steps)]
+    cmd += ["--layouts", ",".join(which), "--steps", str(args.steps), "--device", args.device]
     cmd += ["--threads", str(args.threads)] if args.threads else []
     rows = []
     for _ in range(args.repeats):
@@ -1008,20 +1040,12 @@ def run_crowded(argv=None):
         f"{args.mode} ({args.protocol if args.mode == 'test' else 'one step'}), "
         f"{os.path.basename(args.config_file)}"
     )
+    keys = ("image", "size", "valid_faces", "count", "peak_gb", "seconds")
+    peak = "peak GPU GB" if args.device.startswith("cuda") else "peak RSS GB"
     print(
         tabulate(
-            [
-                [
-                    r["image"],
-                    r["size"],
-                    r["valid_faces"],
-                    r["count"],
-                    r["peak_rss_gb"],
-                    r["seconds"],
-                ]
-                for r in rows
-            ],
-            headers=["image", "size", "valid faces", count, "peak RSS GB", "s"],
+            [[r[k] for k in keys] for r in rows],
+            headers=["image", "size", "valid faces", count, peak, "s"],
             floatfmt=".2f",
         )
     )

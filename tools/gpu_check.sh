@@ -9,6 +9,11 @@
 #      .whl/ground_truth, datasets/ or ../shared has it);
 #   5. tests/test_amp.py: mixed-precision training stability (SOLVER.AMP.ENABLED, the R18 config
 #      on built-in faces) and the fp16-vs-fp32 agreement of the trained model's detections.
+#   6. tools/benchmark.py crowded (if datasets/wider_face or ../shared/widerface has the WIDER
+#      FACE annotation files): peak GPU memory and time of an R50 training step on an ordinary
+#      and the most crowded train layout, and of inference (original, multiscale) on the most
+#      crowded val layout;
+#   7. tools/benchmark_deploy.py: the deployment routes on the GPU.
 #
 # Everything it writes goes to $OUT (default /tmp/gpu_check): benchmark.json and the logs.
 #
@@ -97,6 +102,29 @@ if [ -n "$GT" ]; then
 fi
 "$PY" -m pytest -q -rs tests/test_amp.py 2>&1 | tee "$OUT/test_amp.log" | tail -5
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+WIDER=""
+for d in datasets/wider_face ../shared/widerface; do
+    if [ -f "$d/wider_face_split/wider_face_train_bbx_gt.txt" ]; then WIDER="$d"; break; fi
+done
+if [ -z "$WIDER" ]; then
+    echo "no WIDER FACE annotation files: the crowded-layout step is skipped"
+else
+    if [ -n "${GPU_CHECK_SMOKE:-}" ]; then
+        CROWDED=(--device cpu --config-file configs/ainnoface_R18_cpu.yaml --steps 1
+                 INPUT.FACE.TRAIN_SIZE 256)
+        PROTOCOLS=(original)
+    else
+        CROWDED=(--device cuda --config-file configs/ainnoface_R50.yaml --steps 3)
+        PROTOCOLS=(original multiscale)
+    fi
+    for mode in train ${PROTOCOLS[@]}; do
+        if [ "$mode" = train ]; then SEL=(--mode train); else SEL=(--mode test --protocol "$mode"
+            --layouts top1); fi
+        "$PY" tools/benchmark.py crowded --wider-root "$WIDER" "${SEL[@]}" "${CROWDED[@]}" 2>&1 \
+            | tee -a "$OUT/benchmark_crowded.log" | grep -v -E "^\s*warnings.warn|Warning:"
+        [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+    done
+fi
 # Deployment routes on the GPU (tools/benchmark_deploy.py): PyTorch fp32 and fp16 (CUDA
 # autocast), ONNX Runtime fp32 (CUDA execution provider) and fp16 (TensorRT execution provider,
 # trt_fp16_enable) of the exported graph, with stock RetinaNet fp32 beside them: latency at
