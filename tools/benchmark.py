@@ -891,8 +891,8 @@ def _peak_gb(device):
 
 
 def time_matching(model, inst, size, steps):
-    """Times of ``label_anchors`` alone (both steps; STR levels refined by random deltas) and
-    the memory it adds above what the process held before it."""
+    """Seconds of the last of ``steps`` calls of ``label_anchors`` alone (both steps; STR levels
+    refined by random deltas) and the memory it adds above what the process held before it."""
     device = model.device
     strides = [2 ** int(f[1:]) for f in model.head_in_features[model.num_levels :]]
     sides = [-(-size // s) for s in strides]
@@ -910,24 +910,17 @@ def time_matching(model, inst, size, steps):
     else:
         reset_peak_rss()
         before = rss_gb("VmRSS")
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        model.label_anchors(anchors, refined, [inst])
-        _sync(device)
-        times.append(time.perf_counter() - t)
-    return times, _peak_gb(device) - before
+    seconds = _last_step_seconds(
+        lambda: model.label_anchors(anchors, refined, [inst]), steps, device
+    )
+    return seconds, _peak_gb(device) - before
 
 
-def _timed_steps(device, steps, step):
-    times = []
-    for _ in range(steps):
-        _sync(device)
-        t = time.perf_counter()
-        out = step()
-        _sync(device)
-        times.append(time.perf_counter() - t)
-    return times, out
+def _last_step_seconds(fn, steps, device):
+    """Seconds of the last of ``steps`` timed calls of ``fn`` (:func:`timeit`, no warm-up)."""
+    samples = {}
+    timeit({"step": fn}, 0, steps, device, samples=samples)
+    return samples["step"][-1]
 
 
 def measure_crowded(args, layout):
@@ -942,7 +935,7 @@ def measure_crowded(args, layout):
     size, row = cfg.INPUT.FACE.TRAIN_SIZE, {}
     inst = _layout_instances(size, boxes, ignore, cfg.INPUT.FACE.IGNORE_REGIONS).to(device)
     if args.mode == "match":
-        times, row["count"] = time_matching(model, inst, size, args.steps)
+        seconds, row["count"] = time_matching(model, inst, size, args.steps)
     elif args.mode == "train":
         image = torch.randint(0, 256, (3, size, size), dtype=torch.uint8)
         opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
@@ -954,27 +947,28 @@ def measure_crowded(args, layout):
             opt.step()
 
         with EventStorage(0):
-            times, _ = _timed_steps(device, args.steps, step)
+            seconds = _last_step_seconds(step, args.steps, device)
         row["count"] = len(inst)
     else:
         model.eval()
         saturate_scores(model)
         runner = wrap_model(cfg, model, args.protocol)
         image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8)
+        last = {}
+
+        def infer():
+            last["out"] = runner([{"image": image, "height": height, "width": width}])
+
         with torch.no_grad():
-            times, out = _timed_steps(
-                device,
-                args.steps,
-                lambda: runner([{"image": image, "height": height, "width": width}]),
-            )
-        row["count"] = len(out[0]["instances"])
+            seconds = _last_step_seconds(infer, args.steps, device)
+        row["count"] = len(last["out"][0]["instances"])
     return {
         "image": name,
         "size": f"{height}x{width}",
         "valid_faces": int((~ignore).sum()),
         **row,
         "peak_gb": _peak_gb(device),
-        "seconds": times[-1],
+        "seconds": seconds,
     }
 
 
