@@ -174,19 +174,26 @@ def _same(a, b, atol=1e-3):
     np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def gn_detector():
-    """The CPU config (group norm in the subnets, whose statistics padding would change) with
-    random weights from a fixed seed, every detection kept."""
+def _random_detector(backend="torch"):
+    """The CPU config with random weights from seed 0, one pass at the original size, every
+    detection kept (up to 50)."""
     torch.manual_seed(0)
     return FaceDetector(
         CONFIG,
         weights="",
         device="cpu",
+        backend=backend,
         confidence_threshold=0.0,
         protocol="original",
         opts=["MODEL.AINNOFACE.SCORE_THRESH_TEST", "0.0", "TEST.DETECTIONS_PER_IMAGE", "50"],
     )
+
+
+@pytest.fixture(scope="module")
+def gn_detector():
+    """The CPU config (group norm in the subnets, whose statistics padding would change) with
+    random weights from a fixed seed, every detection kept."""
+    return _random_detector()
 
 
 def test_mixed_size_batch_gives_each_image_its_own_detections(gn_detector):
@@ -248,16 +255,7 @@ def test_clip_to_sizes_drops_boxes_in_the_padding():
 def graph_detector():
     """The CPU config with random weights (fixed seed), exported to ONNX when it is built."""
     pytest.importorskip("onnxruntime")
-    torch.manual_seed(0)
-    return FaceDetector(
-        CONFIG,
-        weights="",
-        device="cpu",
-        backend="onnxruntime",
-        confidence_threshold=0.0,
-        protocol="original",
-        opts=["MODEL.AINNOFACE.SCORE_THRESH_TEST", "0.0", "TEST.DETECTIONS_PER_IMAGE", "50"],
-    )
+    return _random_detector(backend="onnxruntime")
 
 
 def test_graph_runner_clips_each_image_to_its_own_size(graph_detector):
