@@ -87,6 +87,7 @@ from ainnoface_d2.analysis import (
     stock_retinanet_cfg,
 )
 from ainnoface_d2.data import FaceDatasetMapper
+from ainnoface_d2.data.wider_face import split_paths
 from ainnoface_d2.evaluation import PROTOCOLS, SETTINGS, evaluate, load_eval_ground_truth
 from ainnoface_d2.runtime import tune_cpu_allocator
 
@@ -835,7 +836,7 @@ def wider_layouts(root, split, which):
     from ainnoface_d2.data.wider_face_format import parse_bbx_gt
 
     rows = []
-    for im in parse_bbx_gt(_wider_file(root, split)):
+    for im in parse_bbx_gt(split_paths(root, split)["annotation_file"]):
         keep = (im.boxes[:, 2] > 0) & (im.boxes[:, 3] > 0)
         boxes = im.boxes[keep].astype(float)
         height = stand_in_height(boxes)
@@ -856,10 +857,6 @@ def wider_layouts(root, split, which):
         else:
             raise ValueError(f"unknown layout {name!r} (ordinary, crowded or top<K>)")
     return out
-
-
-def _wider_file(root, split):
-    return os.path.join(root, "wider_face_split", f"wider_face_{split}_bbx_gt.txt")
 
 
 def saturate_scores(model):
@@ -1006,8 +1003,9 @@ def run_crowded(argv=None):
     p = _crowded_parser()
     args = p.parse_args(argv)
     split = "val" if args.mode == "test" else "train"
-    if not os.path.isfile(_wider_file(args.wider_root, split)):
-        p.error(f"{_wider_file(args.wider_root, split)} not found")
+    annotation_file = split_paths(args.wider_root, split)["annotation_file"]
+    if not os.path.isfile(annotation_file):
+        p.error(f"{annotation_file} not found")
     which = (args.layouts or ("top3" if split == "val" else "ordinary,crowded")).split(",")
     try:
         layouts = wider_layouts(args.wider_root, split, which)

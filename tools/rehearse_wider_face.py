@@ -87,20 +87,21 @@ def render_image(boxes, crops, rng):
 def render_split(wider_files, root, split, limit, seed):
     """Write the stand-in images and the (possibly shortened) annotation file of ``split``."""
     from ainnoface_d2.builtin_faces.sources import load_face_crops
+    from ainnoface_d2.data.wider_face import split_paths
 
     import cv2
 
-    src = os.path.join(wider_files, "wider_face_split", f"wider_face_{split}_bbx_gt.txt")
-    blocks = annotation_blocks(src, limit)
+    blocks = annotation_blocks(split_paths(wider_files, split)["annotation_file"], limit)
     crops = load_face_crops()
     rng = np.random.default_rng(seed)
-    image_root = os.path.join(root, f"WIDER_{split}", "images")
+    paths = split_paths(root, split)
+    image_root = paths["image_root"]
     for name, _, boxes in blocks:
         out = os.path.join(image_root, name)
         os.makedirs(os.path.dirname(out), exist_ok=True)
         if not cv2.imwrite(out, render_image(boxes, crops, rng), [cv2.IMWRITE_JPEG_QUALITY, 90]):
             raise SystemExit(f"rehearse_wider_face: cannot write {out}")
-    dst = os.path.join(root, "wider_face_split", os.path.basename(src))
+    dst = paths["annotation_file"]
     os.makedirs(os.path.dirname(dst), exist_ok=True)
     with open(dst + ".tmp", "w", encoding="utf-8") as f:
         f.write("".join(line + "\n" for _, entry, _ in blocks for line in entry))
